@@ -1,0 +1,3 @@
+//! Pairing: how a browser with the gateway token reaches "Connected" without a shell.
+//!
+//! TODO(pairing): issue 6.

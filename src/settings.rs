@@ -1,0 +1,595 @@
+//! Settings: the only module that reads the environment.
+//!
+//! Everything the binary can be told (env vars, plus the few CLI flags that override them) is
+//! parsed and validated here, once, into one typed [`Settings`]. Every other module takes what it
+//! needs as plain arguments. Errors name the variable and say how to fix it; secrets are wrapped
+//! in [`Secret`], whose `Debug`/`Display` never show the value.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A value that must never reach a log, an error or `status` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The real value. Call sites are few and easy to audit: grep for `expose`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// A bad setting: which variable, and what to do about it. Displayed as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct SettingError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> SettingError {
+    SettingError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart whenever the child exits (except on config errors, exit 78).
+    Always,
+    /// Restart only when the child exits non-zero or is killed by a signal.
+    OnFailure,
+    /// Never restart: the entrypoint exits with the child's status, like tini.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// An IPv4/IPv6 network in CIDR notation (a bare address means a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or CIDR (e.g. 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}' has a bad prefix length (0..={max})"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Where backups live.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StoreSettings {
+    /// A local folder (the embedded default; also a mounted bucket volume).
+    Dir { path: PathBuf },
+    /// A private Hugging Face dataset.
+    Hf(HfSettings),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HfSettings {
+    /// `owner/name`.
+    pub dataset: String,
+    pub token: Option<Secret>,
+    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = hf-hub's default.
+    pub endpoint: Option<String>,
+    /// Allow backing up into a public dataset (backups hold credentials).
+    pub allow_public: bool,
+    /// Squash the dataset's history after this many uploads (0 = never).
+    pub squash_every: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSettings {
+    /// None: backups are off.
+    pub store: Option<StoreSettings>,
+    /// Time between periodic backups (a random jitter of up to 10 % is added).
+    pub interval: Duration,
+    /// Extra glob patterns (relative to the state dir) never backed up.
+    pub excludes: Vec<String>,
+    /// Deadline for the final backup after the child stopped.
+    pub final_deadline: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepaliveSettings {
+    pub url: String,
+    pub interval: Duration,
+}
+
+/// Everything the binary was told, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub gateway_token: Option<Secret>,
+    pub hf_token: Option<Secret>,
+    /// `OPENCLAW_HF_DEFAULT_MODEL` as set in the env (None when unset: see `default_model`).
+    pub model_from_env: Option<String>,
+    pub port: u16,
+    pub space_host: Option<String>,
+    pub extra_origins: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
+    /// JSON merge patch (RFC 7396) applied last to openclaw.json.
+    pub config_patch: Option<serde_json::Value>,
+    pub restart: Option<RestartPolicy>,
+    pub stop_timeout: Duration,
+    pub log_format: LogFormat,
+    /// `ENTRYPOINT_LOG`: a tracing filter (e.g. `debug`), default `info`.
+    pub log_filter: String,
+    /// The persistent-volume candidate for the data dir (default `/data`).
+    pub data_dir_candidate: PathBuf,
+    /// `$HOME`, the fallback data dir.
+    pub home: Option<PathBuf>,
+    pub backup: BackupSettings,
+    pub keepalive: Option<KeepaliveSettings>,
+    /// Approve pending Control-UI pairing requests that passed token auth (see README).
+    pub auto_pair: bool,
+}
+
+pub const DEFAULT_MODEL: &str = "huggingface/deepseek-ai/DeepSeek-R1";
+
+impl Settings {
+    /// The model to configure when the config has none.
+    pub fn default_model(&self) -> &str {
+        self.model_from_env.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
+}
+
+/// CLI flags that override their env var.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub restart: Option<RestartPolicy>,
+    pub stop_timeout: Option<Duration>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// A snapshot of the process environment (or a test's map).
+#[derive(Debug, Default, Clone)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        // Non-UTF-8 values cannot be any of our settings; keep them out rather than panic.
+        Env(std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    /// The value, with surrounding whitespace trimmed; empty counts as unset.
+    pub fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, var: &'static str) -> Result<Option<bool>, SettingError> {
+        match self.get(var).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(None),
+            Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+            Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+            Some(other) => Err(bad(
+                var,
+                format!("'{other}' is not a boolean; use 1/0, true/false, yes/no or on/off"),
+            )),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, SettingError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(v).map_err(|e| bad(var, e)),
+        }
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// `90`, `90s`, `5m`, `2h`, `500ms` → a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration; use e.g. 30, 30s, 5m or 2h"))?;
+    let secs = |m: u64| Ok(Duration::from_secs(n.saturating_mul(m)));
+    match unit.trim() {
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "ms" => Ok(Duration::from_millis(n)),
+        _ => Err(format!(
+            "'{s}' has an unknown unit; use s, m, h or ms (e.g. 30s, 5m)"
+        )),
+    }
+}
+
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Names of the variables this module reads, for the README and `status`.
+pub const VARS: &[&str] = &[
+    "OPENCLAW_GATEWAY_TOKEN",
+    "HF_TOKEN",
+    "HF_DATASET",
+    "HF_ENDPOINT",
+    "OPENCLAW_HF_DEFAULT_MODEL",
+    "PORT",
+    "SPACE_HOST",
+    "OPENCLAW_ALLOWED_ORIGINS",
+    "OPENCLAW_TRUSTED_PROXIES",
+    "OPENCLAW_CONFIG_PATCH",
+    "ENTRYPOINT_RESTART",
+    "ENTRYPOINT_STOP_TIMEOUT",
+    "ENTRYPOINT_LOG_FORMAT",
+    "ENTRYPOINT_LOG",
+    "ENTRYPOINT_DATA_DIR",
+    "ENTRYPOINT_BACKUP_DIR",
+    "ENTRYPOINT_BACKUP_INTERVAL",
+    "ENTRYPOINT_BACKUP_EXCLUDE",
+    "ENTRYPOINT_BACKUP_DEADLINE",
+    "ENTRYPOINT_HF_ALLOW_PUBLIC",
+    "ENTRYPOINT_HF_SQUASH_EVERY",
+    "ENTRYPOINT_HF_TIMEOUT",
+    "ENTRYPOINT_KEEPALIVE",
+    "ENTRYPOINT_KEEPALIVE_URL",
+    "ENTRYPOINT_KEEPALIVE_INTERVAL",
+    "ENTRYPOINT_AUTO_PAIR",
+];
+
+impl Settings {
+    pub fn load(env: &Env, cli: &Overrides) -> Result<Settings, SettingError> {
+        let port = match env.get("PORT") {
+            None => 7860,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                bad("PORT", format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"))
+            })?,
+        };
+
+        let space_host = env
+            .get("SPACE_HOST")
+            .map(|h| h.trim_start_matches("https://").trim_end_matches('/').to_string());
+
+        let mut extra_origins = Vec::new();
+        for o in list(env.get("OPENCLAW_ALLOWED_ORIGINS").unwrap_or("")) {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                return Err(bad(
+                    "OPENCLAW_ALLOWED_ORIGINS",
+                    format!("'{o}' is not an origin; write scheme://host[:port], e.g. https://example.com"),
+                ));
+            }
+            extra_origins.push(o.to_string());
+        }
+
+        // On a Space the HF proxy reaches us from 10.x; locally nothing is trusted by default.
+        let proxies_default = if space_host.is_some() { "10.0.0.0/8" } else { "" };
+        let trusted_proxies = match env.0.get("OPENCLAW_TRUSTED_PROXIES") {
+            Some(v) => v.as_str(),
+            None => proxies_default,
+        };
+        let trusted_proxies = list(trusted_proxies)
+            .map(|c| c.parse::<Cidr>().map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let config_patch = match env.get("OPENCLAW_CONFIG_PATCH") {
+            None => None,
+            Some(p) => {
+                let v: serde_json::Value = serde_json::from_str(p).map_err(|e| {
+                    bad("OPENCLAW_CONFIG_PATCH", format!("not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"))
+                })?;
+                if !v.is_object() {
+                    return Err(bad(
+                        "OPENCLAW_CONFIG_PATCH",
+                        "must be a JSON object (an RFC 7396 merge patch)",
+                    ));
+                }
+                Some(v)
+            }
+        };
+
+        let restart = match cli.restart {
+            Some(r) => Some(r),
+            None => match env.get("ENTRYPOINT_RESTART") {
+                None => None,
+                Some(v) => Some(<RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                    bad("ENTRYPOINT_RESTART", format!("'{v}' is not a policy; use always, on-failure or never"))
+                })?),
+            },
+        };
+        let stop_timeout = match cli.stop_timeout {
+            Some(d) => d,
+            None => env.duration("ENTRYPOINT_STOP_TIMEOUT", Duration::from_secs(10))?,
+        };
+        let log_format = match cli.log_format {
+            Some(f) => f,
+            None => match env.get("ENTRYPOINT_LOG_FORMAT") {
+                None => LogFormat::Human,
+                Some(v) => <LogFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                    bad("ENTRYPOINT_LOG_FORMAT", format!("'{v}' is not a format; use human or json"))
+                })?,
+            },
+        };
+
+        let hf_token = env.get("HF_TOKEN").map(Secret::new);
+        let store = match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "ENTRYPOINT_BACKUP_DIR",
+                    "set either HF_DATASET or ENTRYPOINT_BACKUP_DIR, not both",
+                ))
+            }
+            (Some(ds), None) => {
+                let valid = ds.split_once('/').is_some_and(|(o, n)| {
+                    !o.is_empty() && !n.is_empty() && !n.contains('/')
+                });
+                if !valid {
+                    return Err(bad(
+                        "HF_DATASET",
+                        format!("'{ds}' is not a dataset id; write owner/name, e.g. alice/openclaw-backup"),
+                    ));
+                }
+                let squash_every = match env.get("ENTRYPOINT_HF_SQUASH_EVERY") {
+                    None => 24,
+                    Some(v) => v.parse().map_err(|_| {
+                        bad("ENTRYPOINT_HF_SQUASH_EVERY", format!("'{v}' is not a count; use a whole number of uploads (0 = never squash)"))
+                    })?,
+                };
+                Some(StoreSettings::Hf(HfSettings {
+                    dataset: ds.to_string(),
+                    token: hf_token.clone(),
+                    endpoint: env.get("HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
+                    allow_public: env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false),
+                    squash_every,
+                    timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
+                }))
+            }
+            (None, Some(dir)) => Some(StoreSettings::Dir {
+                path: PathBuf::from(dir),
+            }),
+            (None, None) => None,
+        };
+
+        let interval = env.duration("ENTRYPOINT_BACKUP_INTERVAL", Duration::from_secs(300))?;
+        if interval < Duration::from_secs(1) {
+            return Err(bad("ENTRYPOINT_BACKUP_INTERVAL", "must be at least 1s"));
+        }
+        let backup = BackupSettings {
+            store,
+            interval,
+            excludes: list(env.get("ENTRYPOINT_BACKUP_EXCLUDE").unwrap_or(""))
+                .map(String::from)
+                .collect(),
+            final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(20))?,
+        };
+        for g in &backup.excludes {
+            globset::Glob::new(g).map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
+        }
+
+        let keepalive = match env.flag("ENTRYPOINT_KEEPALIVE")? {
+            Some(true) => {
+                let url = match (env.get("ENTRYPOINT_KEEPALIVE_URL"), &space_host) {
+                    (Some(u), _) => u.to_string(),
+                    (None, Some(h)) => format!("https://{h}/healthz"),
+                    (None, None) => {
+                        return Err(bad(
+                            "ENTRYPOINT_KEEPALIVE_URL",
+                            "keep-alive is on but there is no URL to ping; set ENTRYPOINT_KEEPALIVE_URL (SPACE_HOST is not set)",
+                        ))
+                    }
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("ENTRYPOINT_KEEPALIVE_URL", format!("'{url}' is not an http(s) URL")));
+                }
+                Some(KeepaliveSettings {
+                    url,
+                    interval: env.duration("ENTRYPOINT_KEEPALIVE_INTERVAL", Duration::from_secs(6 * 3600))?,
+                })
+            }
+            _ => None,
+        };
+
+        Ok(Settings {
+            gateway_token: env.get("OPENCLAW_GATEWAY_TOKEN").map(Secret::new),
+            hf_token,
+            model_from_env: env.get("OPENCLAW_HF_DEFAULT_MODEL").map(String::from),
+            port,
+            space_host,
+            extra_origins,
+            trusted_proxies,
+            config_patch,
+            restart,
+            stop_timeout,
+            log_format,
+            log_filter: env.get("ENTRYPOINT_LOG").unwrap_or("info").to_string(),
+            data_dir_candidate: PathBuf::from(env.get("ENTRYPOINT_DATA_DIR").unwrap_or("/data")),
+            home: env.get("HOME").map(PathBuf::from),
+            backup,
+            keepalive,
+            auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
+        })
+    }
+
+    /// The secret values, so output can be scrubbed of them as a last line of defence.
+    pub fn secrets(&self) -> Vec<&str> {
+        [&self.gateway_token, &self.hf_token]
+            .into_iter()
+            .flatten()
+            .map(Secret::expose)
+            .collect()
+    }
+}
+
+/// Turn an `OsString` argv into strings for messages.
+pub fn display_cmd(cmd: &[OsString]) -> String {
+    cmd.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingError> {
+        Settings::load(&Env::from_pairs(pairs.iter().copied()), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.port, 7860);
+        assert_eq!(s.default_model(), DEFAULT_MODEL);
+        assert!(s.trusted_proxies.is_empty());
+        assert!(s.backup.store.is_none());
+        assert_eq!(s.data_dir_candidate, PathBuf::from("/data"));
+        assert!(s.auto_pair);
+    }
+
+    #[test]
+    fn space_host_trusts_hf_proxy_by_default() {
+        let s = load(&[("SPACE_HOST", "alice-claw.hf.space")]).unwrap();
+        assert_eq!(s.trusted_proxies[0].to_string(), "10.0.0.0/8");
+        // An explicit empty value turns it off.
+        let s = load(&[("SPACE_HOST", "a-b.hf.space"), ("OPENCLAW_TRUSTED_PROXIES", "")]).unwrap();
+        assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            ("PORT", "78600"),
+            ("PORT", "http"),
+            ("OPENCLAW_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("OPENCLAW_TRUSTED_PROXIES", "10.0.0/8"),
+            ("OPENCLAW_CONFIG_PATCH", "{\"models\":"),
+            ("OPENCLAW_CONFIG_PATCH", "[1]"),
+            ("OPENCLAW_ALLOWED_ORIGINS", "example.com"),
+            ("HF_DATASET", "no-slash"),
+            ("ENTRYPOINT_RESTART", "sometimes"),
+            ("ENTRYPOINT_BACKUP_INTERVAL", "5 parsecs"),
+            ("ENTRYPOINT_HF_ALLOW_PUBLIC", "maybe"),
+        ] {
+            let err = load(&[(var, val)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={val}");
+            let line = err.to_string();
+            assert!(line.starts_with(var) && !line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_json() {
+        let s = load(&[("OPENCLAW_GATEWAY_TOKEN", "tok-123456"), ("HF_TOKEN", "hf_abcdef"), ("HF_DATASET", "a/b")]).unwrap();
+        let dbg = format!("{s:?}");
+        let json = serde_json::to_string(&s).unwrap();
+        for out in [dbg, json] {
+            assert!(!out.contains("tok-123456") && !out.contains("hf_abcdef"), "{out}");
+        }
+        assert_eq!(s.secrets(), vec!["tok-123456", "hf_abcdef"]);
+    }
+
+    #[test]
+    fn cli_overrides_env() {
+        let env = Env::from_pairs([("ENTRYPOINT_RESTART", "always"), ("ENTRYPOINT_STOP_TIMEOUT", "3s")]);
+        let s = Settings::load(&env, &Overrides { restart: Some(RestartPolicy::Never), ..Default::default() }).unwrap();
+        assert_eq!(s.restart, Some(RestartPolicy::Never));
+        assert_eq!(s.stop_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn store_selection() {
+        let s = load(&[("ENTRYPOINT_BACKUP_DIR", "/backups")]).unwrap();
+        assert!(matches!(s.backup.store, Some(StoreSettings::Dir { .. })));
+        let s = load(&[("HF_DATASET", "alice/backup"), ("HF_TOKEN", "hf_x")]).unwrap();
+        match s.backup.store {
+            Some(StoreSettings::Hf(h)) => {
+                assert_eq!(h.dataset, "alice/backup");
+                assert!(!h.allow_public);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(load(&[("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")]).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! Where backups live: one small trait, one file per backend (litestream's `ReplicaClient`).
+//!
+//! A backup is a pair: the archive (`latest_backup.tar.gz`, root entry `.openclaw/`) and its
+//! sidecar (`latest_backup.sha256`, the hex digest, optionally in `sha256sum` format). A store
+//! publishes the pair atomically and hands it back whole; it knows nothing of what is inside.
+
+pub mod dir;
+pub mod hf;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::settings::StoreSettings;
+
+/// Seed-compatible file names.
+pub const ARCHIVE_NAME: &str = "latest_backup.tar.gz";
+pub const SIDECAR_NAME: &str = "latest_backup.sha256";
+
+/// A fetched backup, downloaded to a local file.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The downloaded archive (a temp file the caller owns and removes).
+    pub archive: PathBuf,
+    /// Digest the sidecar claims (lowercase hex).
+    pub expected_sha256: String,
+    /// Digest of the bytes actually written to `archive`, computed while downloading.
+    pub actual_sha256: String,
+    pub size: u64,
+}
+
+/// What a store can say about its latest backup without downloading it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoteInfo {
+    pub sha256: String,
+    pub size: Option<u64>,
+    /// A store-specific version, e.g. the HF commit id.
+    pub version: Option<String>,
+}
+
+/// Why a store call failed. Each kind gets one clear line and its own behaviour upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store itself does not exist (e.g. the dataset is absent) – not the same as "no backup".
+    #[error("{0}")]
+    Missing(String),
+    /// Credentials rejected (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials valid but not allowed (403), or a public dataset without opt-in.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Network down, timeouts, 5xx after retries, rate limits.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Someone else wrote in between (stale parent commit).
+    #[error("{0}")]
+    Conflict(String),
+    /// The stored pair is unreadable or inconsistent (bad sidecar, truncated body).
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// True when retrying later may help (network, rate limits, conflicts).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// For logs and `status`, e.g. `dir:/backups` or `hf:alice/openclaw-backup`. No secrets.
+    fn describe(&self) -> String;
+
+    /// Download the latest backup into a new file inside `scratch` (same filesystem as the state
+    /// dir). `Ok(None)` only when the store positively holds no backup: that means a fresh start.
+    async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError>;
+
+    /// Publish `archive` with its digest as the new latest, archive and sidecar as one unit.
+    /// Returns the new version id if the store has one.
+    async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// The latest backup's digest and size, without downloading the archive.
+    async fn head(&self) -> Result<Option<RemoteInfo>, StoreError>;
+}
+
+/// Build the configured store, or None when backups are off.
+pub async fn open(settings: Option<&StoreSettings>) -> anyhow::Result<Option<Box<dyn Store>>> {
+    Ok(match settings {
+        None => None,
+        Some(StoreSettings::Dir { path }) => Some(Box::new(dir::DirStore::new(path.clone()))),
+        Some(StoreSettings::Hf(hf)) => Some(Box::new(hf::HfStore::open(hf).await?)),
+    })
+}
+
+/// Parse a sidecar: a bare hex digest, or `sha256sum` format (`<hex>  <name>`).
+pub fn parse_sidecar(text: &str) -> Result<String, StoreError> {
+    let first = text.split_whitespace().next().unwrap_or("");
+    let hex = first.to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "{SIDECAR_NAME} does not hold a SHA-256 digest (expected 64 hex characters, optionally followed by a file name)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_formats() {
+        let h = "A".repeat(64);
+        assert_eq!(parse_sidecar(&h).unwrap(), "a".repeat(64));
+        assert_eq!(parse_sidecar(&format!("{h}  latest_backup.tar.gz\n")).unwrap(), "a".repeat(64));
+        assert!(parse_sidecar("").is_err());
+        assert!(parse_sidecar("xyz").is_err());
+    }
+}
