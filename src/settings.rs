@@ -385,6 +385,7 @@ impl Settings {
         };
 
         let hf_token = env.get("HF_TOKEN").map(Secret::new);
+        let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
         let store = match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
             (Some(_), Some(_)) => {
                 return Err(bad(
@@ -412,7 +413,7 @@ impl Settings {
                     dataset: ds.to_string(),
                     token: hf_token.clone(),
                     endpoint: env.get("HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
-                    allow_public: env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false),
+                    allow_public,
                     squash_every,
                     timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
                 }))
