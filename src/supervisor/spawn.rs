@@ -167,12 +167,19 @@ impl Prepared {
         if let Some(fd) = self.stdout {
             libc::dup2(fd, 1);
         }
-        // Default dispositions for everything (SIGPIPE is ignored by the Rust runtime, and an
-        // ignored signal stays ignored across exec), then the mask our parent gave us.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
+        // Default dispositions for everything: the Rust runtime ignores SIGPIPE, a parent may
+        // have left others ignored, and an ignored signal stays ignored across exec. The raw
+        // syscall because glibc's sigaction refuses its two internal signals (32, 33), which a
+        // parent can leave ignored too. All-zero = SIG_DFL, no flags, empty mask.
+        let dfl = [0u64; 4]; // struct k_sigaction (handler, flags, restorer, mask)
         for sig in 1..=self.sig_max {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
         }
         libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut());
         libc::execve(
