@@ -31,7 +31,11 @@ fn openclaw_bin_dir() -> &'static Path {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
@@ -52,7 +56,12 @@ impl Space {
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&data).unwrap();
         std::fs::create_dir_all(&home).unwrap();
-        Space { data, home, port: free_port(), _tmp: tmp }
+        Space {
+            data,
+            home,
+            port: free_port(),
+            _tmp: tmp,
+        }
     }
 
     fn config_path(&self) -> PathBuf {
@@ -68,7 +77,11 @@ impl Space {
         } else {
             Command::new(bin)
         };
-        let path = format!("{}:{}", openclaw_bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            openclaw_bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         c.env_clear()
             .env("PATH", path)
             .env("HOME", &self.home)
@@ -86,10 +99,19 @@ impl Space {
     }
 
     fn start(&self) -> Running {
-        let mut child = self.command(true).arg("run").spawn().expect("spawn entrypoint");
+        let mut child = self
+            .command(true)
+            .arg("run")
+            .spawn()
+            .expect("spawn entrypoint");
         let out = collect(child.stdout.take().unwrap());
         let err = collect(child.stderr.take().unwrap());
-        Running { child, out, err, port: self.port }
+        Running {
+            child,
+            out,
+            err,
+            port: self.port,
+        }
     }
 }
 
@@ -115,7 +137,10 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let path = format!("/proc/{0}/task/{0}/children", self.child.id());
-            if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()) {
+            if let Some(pid) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            {
                 return pid;
             }
             assert!(Instant::now() < deadline, "unshare has no child");
@@ -152,7 +177,10 @@ impl Running {
 }
 
 fn http_status(port: u16, path: &str, bearer: Option<&str>) -> Option<u16> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut req = client.get(format!("http://127.0.0.1:{port}{path}"));
     if let Some(t) = bearer {
         req = req.bearer_auth(t);
@@ -167,7 +195,10 @@ fn wait_healthy(r: &mut Running, limit: Duration) -> Duration {
         if http_status(r.port, "/healthz", None) == Some(200) {
             return start.elapsed();
         }
-        assert!(r.alive(), "entrypoint exited before the gateway was healthy");
+        assert!(
+            r.alive(),
+            "entrypoint exited before the gateway was healthy"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("/healthz not 200 within {limit:?}");
@@ -191,31 +222,56 @@ fn gateway_runs_under_pid1_with_token_auth_and_stops_cleanly() {
 
     // The config the entrypoint writes passes OpenClaw's own validator.
     let cfg = space.command(false).arg("config").output().unwrap();
-    assert!(cfg.status.success(), "{}", String::from_utf8_lossy(&cfg.stderr));
+    assert!(
+        cfg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cfg.stderr)
+    );
     std::fs::create_dir_all(space.config_path().parent().unwrap()).unwrap();
     std::fs::write(space.config_path(), &cfg.stdout).unwrap();
     let validate = Command::new(openclaw_bin_dir().join("openclaw"))
         .args(["config", "validate", "--json"])
-        .env("PATH", format!("{}:/usr/bin:/bin", openclaw_bin_dir().display()))
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", openclaw_bin_dir().display()),
+        )
         .env("HOME", &space.home)
         .env("OPENCLAW_HOME", &space.data)
         .env("OPENCLAW_GATEWAY_TOKEN", TOKEN)
         .output()
         .unwrap();
     let v = String::from_utf8_lossy(&validate.stdout);
-    assert!(validate.status.success() && v.contains("\"valid\":true"), "validate: {v} {}", String::from_utf8_lossy(&validate.stderr));
+    assert!(
+        validate.status.success() && v.contains("\"valid\":true"),
+        "validate: {v} {}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
 
     // A key the user added survives entrypoint restarts.
     let mut user: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
-    user["agents"]["defaults"]["models"] = serde_json::json!({"huggingface/deepseek-ai/DeepSeek-R1": {"alias": "R1 (user)"}});
-    std::fs::write(space.config_path(), serde_json::to_vec_pretty(&user).unwrap()).unwrap();
+    user["agents"]["defaults"]["models"] =
+        serde_json::json!({"huggingface/deepseek-ai/DeepSeek-R1": {"alias": "R1 (user)"}});
+    std::fs::write(
+        space.config_path(),
+        serde_json::to_vec_pretty(&user).unwrap(),
+    )
+    .unwrap();
 
     let mut r = space.start();
     let took = wait_healthy(&mut r, Duration::from_secs(120));
     eprintln!("healthz after {took:?}");
-    assert_eq!(http_status(space.port, "/control-ui-config.json", Some(TOKEN)), Some(200));
-    assert_eq!(http_status(space.port, "/control-ui-config.json", None), Some(401));
-    assert_eq!(http_status(space.port, "/control-ui-config.json", Some("wrong-token")), Some(401));
+    assert_eq!(
+        http_status(space.port, "/control-ui-config.json", Some(TOKEN)),
+        Some(200)
+    );
+    assert_eq!(
+        http_status(space.port, "/control-ui-config.json", None),
+        Some(401)
+    );
+    assert_eq!(
+        http_status(space.port, "/control-ui-config.json", Some("wrong-token")),
+        Some(401)
+    );
 
     let t = Instant::now();
     r.signal(nix::sys::signal::Signal::SIGTERM);
@@ -226,10 +282,19 @@ fn gateway_runs_under_pid1_with_token_auth_and_stops_cleanly() {
     // Nothing listens any more: the whole gateway went with PID 1.
     assert_eq!(http_status(space.port, "/healthz", None), None);
 
-    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(space.config_path()).unwrap()).unwrap();
-    assert_eq!(after["agents"]["defaults"]["models"]["huggingface/deepseek-ai/DeepSeek-R1"]["alias"], "R1 (user)");
-    assert_eq!(after["gateway"]["auth"]["token"], "${OPENCLAW_GATEWAY_TOKEN}");
-    assert!(!std::fs::read_to_string(space.config_path()).unwrap().contains(TOKEN));
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(space.config_path()).unwrap()).unwrap();
+    assert_eq!(
+        after["agents"]["defaults"]["models"]["huggingface/deepseek-ai/DeepSeek-R1"]["alias"],
+        "R1 (user)"
+    );
+    assert_eq!(
+        after["gateway"]["auth"]["token"],
+        "${OPENCLAW_GATEWAY_TOKEN}"
+    );
+    assert!(!std::fs::read_to_string(space.config_path())
+        .unwrap()
+        .contains(TOKEN));
 }
 
 #[test]
@@ -241,7 +306,11 @@ fn broken_config_is_set_aside_once_and_the_gateway_starts() {
     let space = Space::new();
     // Valid JSON, invalid for OpenClaw's strict schema: the gateway exits 78.
     std::fs::create_dir_all(space.config_path().parent().unwrap()).unwrap();
-    std::fs::write(space.config_path(), r#"{"gateway":{"bogusKey":true},"channels":{}}"#).unwrap();
+    std::fs::write(
+        space.config_path(),
+        r#"{"gateway":{"bogusKey":true},"channels":{}}"#,
+    )
+    .unwrap();
     let mut r = space.start();
     wait_healthy(&mut r, Duration::from_secs(150));
     r.signal(nix::sys::signal::Signal::SIGTERM);
@@ -262,10 +331,21 @@ fn broken_config_is_set_aside_once_and_the_gateway_starts() {
 fn missing_token_fails_fast_naming_the_variable() {
     let space = Space::new();
     let t = Instant::now();
-    let out = space.command(false).env_remove("OPENCLAW_GATEWAY_TOKEN").arg("run").output().unwrap();
+    let out = space
+        .command(false)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .arg("run")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(t.elapsed() < Duration::from_secs(5));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("OPENCLAW_GATEWAY_TOKEN") && err.contains("Secret"), "{err}");
-    assert!(!space.config_path().exists(), "nothing written without a token");
+    assert!(
+        err.contains("OPENCLAW_GATEWAY_TOKEN") && err.contains("Secret"),
+        "{err}"
+    );
+    assert!(
+        !space.config_path().exists(),
+        "nothing written without a token"
+    );
 }
