@@ -306,23 +306,31 @@ impl Supervisor {
                 return code;
             }
             last = Some(code);
+            restarts += 1;
             let delay = match decide(policy.restart, code, hooks) {
                 Decision::Exit => {
-                    info!(
-                        "{name} {exit}; not restarting (restart policy: {:?})",
-                        policy.restart
-                    );
+                    let policy = clap::ValueEnum::to_possible_value(&policy.restart);
+                    let policy = policy.as_ref().map_or("?", |v| v.get_name());
+                    info!("{name} {exit}; not restarting (restart policy {policy})");
                     return code;
                 }
-                Decision::Now => Duration::ZERO,
-                Decision::Backoff => backoff.next(started.elapsed()),
+                Decision::Now => {
+                    warn!(
+                        restarts,
+                        "{name} {exit} (config error, repaired); restarting now"
+                    );
+                    Duration::ZERO
+                }
+                Decision::Backoff => {
+                    let delay = backoff.next(started.elapsed());
+                    warn!(
+                        restarts,
+                        delay_ms = delay.as_millis() as u64,
+                        "{name} {exit}; restarting in {delay:?}"
+                    );
+                    delay
+                }
             };
-            restarts += 1;
-            warn!(
-                restarts,
-                delay_ms = delay.as_millis() as u64,
-                "{name} {exit}; restarting in {delay:?}"
-            );
             if let Some(code) = wait_backoff(delay, rx, shutdown, code).await {
                 shutdown.cancel();
                 return code;
@@ -613,13 +621,24 @@ mod tests {
                 .env(INNER, "1")
                 .output()
                 .unwrap();
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert!(out.status.success() && text.contains("1 passed"), "{text}");
             return;
         }
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let sup = Supervisor { shared: Arc::new(Shared::new()), mask: SigSet::empty() };
+            let sup = Supervisor {
+                shared: Arc::new(Shared::new()),
+                mask: SigSet::empty(),
+            };
             let shared = sup.shared.clone();
             tokio::spawn(async move {
                 loop {
@@ -628,24 +647,55 @@ mod tests {
                 }
             });
 
-            let got = sup.output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[]).await.unwrap();
+            let got = sup
+                .output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[])
+                .await
+                .unwrap();
             assert_eq!(got, (3, b"hello\n".to_vec()));
             let env = [(OsString::from("X_TEST"), OsString::from("42"))];
-            assert_eq!(sup.output("sh", &["-c", "echo $X_TEST"], &env).await.unwrap(), (0, b"42\n".to_vec()));
+            assert_eq!(
+                sup.output("sh", &["-c", "echo $X_TEST"], &env)
+                    .await
+                    .unwrap(),
+                (0, b"42\n".to_vec())
+            );
             // stdin is /dev/null: `cat` ends at once.
             assert_eq!(sup.output("cat", &[], &[]).await.unwrap(), (0, Vec::new()));
-            let err = sup.output("no-such-program-xyz", &[], &[]).await.unwrap_err();
-            assert!(err.to_string().contains("no-such-program-xyz: not found on PATH"), "{err}");
-            assert_eq!(sup.output("sh", &["-c", "kill -TERM $$"], &[]).await.unwrap().0, 128 + libc::SIGTERM);
+            let err = sup
+                .output("no-such-program-xyz", &[], &[])
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("no-such-program-xyz: not found on PATH"),
+                "{err}"
+            );
+            assert_eq!(
+                sup.output("sh", &["-c", "kill -TERM $$"], &[])
+                    .await
+                    .unwrap()
+                    .0,
+                128 + libc::SIGTERM
+            );
 
             // Many at once: each status and output reaches its own caller.
             let runs = (0..20).map(|i| {
                 let n = i.to_string();
                 let sup = &sup;
-                async move { (i, sup.output("sh", &["-c", "echo $1; exit $1", "sh", &n], &[]).await.unwrap()) }
+                async move {
+                    (
+                        i,
+                        sup.output("sh", &["-c", "echo $1; exit $1", "sh", &n], &[])
+                            .await
+                            .unwrap(),
+                    )
+                }
             });
             for (i, (code, out)) in futures_util::future::join_all(runs).await {
-                assert_eq!((code, String::from_utf8(out).unwrap()), (i, format!("{i}\n")));
+                assert_eq!(
+                    (code, String::from_utf8(out).unwrap()),
+                    (i, format!("{i}\n"))
+                );
             }
 
             // Giving up on a command (dropping the future) kills it, and it is reaped.
@@ -657,7 +707,10 @@ mod tests {
                 r = sup.output("sh", &args, &[]) => panic!("sleep 30 returned: {r:?}"),
                 _ = poll(|| pid_file.exists()) => {}
             }
-            let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+            let pid = std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .to_string();
             poll(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
         });
     }
