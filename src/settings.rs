@@ -278,9 +278,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn list(v: &str) -> impl Iterator<Item = &str> {
-    v.split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    v.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Names of the variables this module reads, for the README and `status`.
@@ -318,18 +316,13 @@ impl Settings {
         let port = match env.get("PORT") {
             None => 7860,
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                bad(
-                    "PORT",
-                    format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
-                )
+                bad("PORT", format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"))
             })?,
         };
 
-        let space_host = env.get("SPACE_HOST").map(|h| {
-            h.trim_start_matches("https://")
-                .trim_end_matches('/')
-                .to_string()
-        });
+        let space_host = env
+            .get("SPACE_HOST")
+            .map(|h| h.trim_start_matches("https://").trim_end_matches('/').to_string());
 
         let mut extra_origins = Vec::new();
         for o in list(env.get("OPENCLAW_ALLOWED_ORIGINS").unwrap_or("")) {
@@ -343,32 +336,20 @@ impl Settings {
         }
 
         // On a Space the HF proxy reaches us from 10.x; locally nothing is trusted by default.
-        let proxies_default = if space_host.is_some() {
-            "10.0.0.0/8"
-        } else {
-            ""
-        };
+        let proxies_default = if space_host.is_some() { "10.0.0.0/8" } else { "" };
         let trusted_proxies = match env.0.get("OPENCLAW_TRUSTED_PROXIES") {
             Some(v) => v.as_str(),
             None => proxies_default,
         };
         let trusted_proxies = list(trusted_proxies)
-            .map(|c| {
-                c.parse::<Cidr>()
-                    .map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e))
-            })
+            .map(|c| c.parse::<Cidr>().map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e)))
             .collect::<Result<Vec<_>, _>>()?;
 
         let config_patch = match env.get("OPENCLAW_CONFIG_PATCH") {
             None => None,
             Some(p) => {
                 let v: serde_json::Value = serde_json::from_str(p).map_err(|e| {
-                    bad(
-                        "OPENCLAW_CONFIG_PATCH",
-                        format!(
-                            "not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"
-                        ),
-                    )
+                    bad("OPENCLAW_CONFIG_PATCH", format!("not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"))
                 })?;
                 if !v.is_object() {
                     return Err(bad(
@@ -384,14 +365,9 @@ impl Settings {
             Some(r) => Some(r),
             None => match env.get("ENTRYPOINT_RESTART") {
                 None => None,
-                Some(v) => Some(
-                    <RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                        bad(
-                            "ENTRYPOINT_RESTART",
-                            format!("'{v}' is not a policy; use always, on-failure or never"),
-                        )
-                    })?,
-                ),
+                Some(v) => Some(<RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                    bad("ENTRYPOINT_RESTART", format!("'{v}' is not a policy; use always, on-failure or never"))
+                })?),
             },
         };
         let stop_timeout = match cli.stop_timeout {
@@ -403,10 +379,7 @@ impl Settings {
             None => match env.get("ENTRYPOINT_LOG_FORMAT") {
                 None => LogFormat::Human,
                 Some(v) => <LogFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                    bad(
-                        "ENTRYPOINT_LOG_FORMAT",
-                        format!("'{v}' is not a format; use human or json"),
-                    )
+                    bad("ENTRYPOINT_LOG_FORMAT", format!("'{v}' is not a format; use human or json"))
                 })?,
             },
         };
@@ -421,9 +394,9 @@ impl Settings {
                 ))
             }
             (Some(ds), None) => {
-                let valid = ds
-                    .split_once('/')
-                    .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
+                let valid = ds.split_once('/').is_some_and(|(o, n)| {
+                    !o.is_empty() && !n.is_empty() && !n.contains('/')
+                });
                 if !valid {
                     return Err(bad(
                         "HF_DATASET",
@@ -439,9 +412,7 @@ impl Settings {
                 Some(StoreSettings::Hf(HfSettings {
                     dataset: ds.to_string(),
                     token: hf_token.clone(),
-                    endpoint: env
-                        .get("HF_ENDPOINT")
-                        .map(|e| e.trim_end_matches('/').to_string()),
+                    endpoint: env.get("HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
                     allow_public,
                     squash_every,
                     timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
@@ -466,8 +437,7 @@ impl Settings {
             final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(20))?,
         };
         for g in &backup.excludes {
-            globset::Glob::new(g)
-                .map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
+            globset::Glob::new(g).map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
         }
 
         let keepalive = match env.flag("ENTRYPOINT_KEEPALIVE")? {
@@ -483,17 +453,11 @@ impl Settings {
                     }
                 };
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad(
-                        "ENTRYPOINT_KEEPALIVE_URL",
-                        format!("'{url}' is not an http(s) URL"),
-                    ));
+                    return Err(bad("ENTRYPOINT_KEEPALIVE_URL", format!("'{url}' is not an http(s) URL")));
                 }
                 Some(KeepaliveSettings {
                     url,
-                    interval: env.duration(
-                        "ENTRYPOINT_KEEPALIVE_INTERVAL",
-                        Duration::from_secs(6 * 3600),
-                    )?,
+                    interval: env.duration("ENTRYPOINT_KEEPALIVE_INTERVAL", Duration::from_secs(6 * 3600))?,
                 })
             }
             _ => None,
@@ -543,10 +507,7 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingError> {
-        Settings::load(
-            &Env::from_pairs(pairs.iter().copied()),
-            &Overrides::default(),
-        )
+        Settings::load(&Env::from_pairs(pairs.iter().copied()), &Overrides::default())
     }
 
     #[test]
@@ -565,11 +526,7 @@ mod tests {
         let s = load(&[("SPACE_HOST", "alice-claw.hf.space")]).unwrap();
         assert_eq!(s.trusted_proxies[0].to_string(), "10.0.0.0/8");
         // An explicit empty value turns it off.
-        let s = load(&[
-            ("SPACE_HOST", "a-b.hf.space"),
-            ("OPENCLAW_TRUSTED_PROXIES", ""),
-        ])
-        .unwrap();
+        let s = load(&[("SPACE_HOST", "a-b.hf.space"), ("OPENCLAW_TRUSTED_PROXIES", "")]).unwrap();
         assert!(s.trusted_proxies.is_empty());
     }
 
@@ -597,37 +554,19 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_and_json() {
-        let s = load(&[
-            ("OPENCLAW_GATEWAY_TOKEN", "tok-123456"),
-            ("HF_TOKEN", "hf_abcdef"),
-            ("HF_DATASET", "a/b"),
-        ])
-        .unwrap();
+        let s = load(&[("OPENCLAW_GATEWAY_TOKEN", "tok-123456"), ("HF_TOKEN", "hf_abcdef"), ("HF_DATASET", "a/b")]).unwrap();
         let dbg = format!("{s:?}");
         let json = serde_json::to_string(&s).unwrap();
         for out in [dbg, json] {
-            assert!(
-                !out.contains("tok-123456") && !out.contains("hf_abcdef"),
-                "{out}"
-            );
+            assert!(!out.contains("tok-123456") && !out.contains("hf_abcdef"), "{out}");
         }
         assert_eq!(s.secrets(), vec!["tok-123456", "hf_abcdef"]);
     }
 
     #[test]
     fn cli_overrides_env() {
-        let env = Env::from_pairs([
-            ("ENTRYPOINT_RESTART", "always"),
-            ("ENTRYPOINT_STOP_TIMEOUT", "3s"),
-        ]);
-        let s = Settings::load(
-            &env,
-            &Overrides {
-                restart: Some(RestartPolicy::Never),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let env = Env::from_pairs([("ENTRYPOINT_RESTART", "always"), ("ENTRYPOINT_STOP_TIMEOUT", "3s")]);
+        let s = Settings::load(&env, &Overrides { restart: Some(RestartPolicy::Never), ..Default::default() }).unwrap();
         assert_eq!(s.restart, Some(RestartPolicy::Never));
         assert_eq!(s.stop_timeout, Duration::from_secs(3));
     }

@@ -104,12 +104,7 @@ impl Supervisor {
     }
 
     /// Run a helper command to completion (status via the one reaper); returns (exit code, stdout).
-    pub async fn output(
-        &self,
-        _program: &str,
-        _args: &[&str],
-        _env_set: &[(OsString, OsString)],
-    ) -> anyhow::Result<(i32, Vec<u8>)> {
+    pub async fn output(&self, _program: &str, _args: &[&str], _env_set: &[(OsString, OsString)]) -> anyhow::Result<(i32, Vec<u8>)> {
         anyhow::bail!("supervisor: not implemented yet")
     }
 
