@@ -197,7 +197,7 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
                 hashes.insert(e.rel.clone(), h);
                 refreshed.push(e.clone());
             } else {
-                same = e.same_stat(p) && !prev.racy(e);
+                same = e.same_stat(p) && prev.vouches_for(e, &job.state_dir);
             }
         }
         if same {
@@ -207,6 +207,7 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
                     scan_start_ns: prev.scan_start_ns,
                     entries: Vec::new(),
                     sqlite: prev.sqlite.clone(),
+                    racy: prev.racy.clone(),
                 };
                 let newer: HashMap<_, _> =
                     refreshed.into_iter().map(|e| (e.rel.clone(), e)).collect();
@@ -244,13 +245,14 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
     let cache = Cache::open(&meta.join(CACHE_ARCHIVE), &meta.join(CACHE_INDEX), &format);
     let racy_since_ns = prev
         .as_ref()
-        .map_or(i64::MIN, |p| p.scan_start_ns - 2_000_000_000);
+        .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
     let out = scratch.join("archive.tar.gz");
     let src = Source {
         root: &job.state_dir,
         entries: &tree.entries,
         sqlite_copies: &copies,
         racy_since_ns,
+        hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
     };
     let written = awrite::write(&src, cache.as_ref(), &out, LEVEL)?;
     for (k, h) in hasher
@@ -261,6 +263,11 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
     }
     let fingerprint = Fingerprint {
         scan_start_ns: tree.scan_start_ns,
+        racy: written
+            .racy
+            .iter()
+            .map(|(k, v)| (hex::encode(k), v.clone()))
+            .collect(),
         sqlite: hashes
             .into_iter()
             .map(|(k, v)| (hex::encode(k), v))

@@ -216,16 +216,26 @@ fn fingerprint(job: &Job) -> Result<Fingerprint> {
     let skip = snapshot::excludes(&job.excludes)?;
     let tree = snapshot::walk(&job.state_dir, &skip, None)?;
     let mut sqlite = std::collections::BTreeMap::new();
-    for e in tree.entries.iter().filter(|e| e.kind == Kind::Sqlite) {
-        sqlite.insert(
-            hex::encode(&e.rel),
-            snapshot::logical_hash(&e.path_in(&job.state_dir))?,
-        );
+    let mut racy = std::collections::BTreeMap::new();
+    for e in &tree.entries {
+        if e.kind == Kind::Sqlite {
+            sqlite.insert(
+                hex::encode(&e.rel),
+                snapshot::logical_hash(&e.path_in(&job.state_dir))?,
+            );
+        } else if snapshot::is_racy(e, tree.scan_start_ns) {
+            // Just extracted (ctime is now): vouch by content, which nobody else writes yet.
+            racy.insert(
+                hex::encode(&e.rel),
+                snapshot::content_hash(&e.path_in(&job.state_dir))?,
+            );
+        }
     }
     Ok(Fingerprint {
         scan_start_ns: tree.scan_start_ns,
         entries: tree.entries,
         sqlite,
+        racy,
     })
 }
 

@@ -275,17 +275,40 @@ pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
     let _ = fs::remove_file(dst);
     let mut to = Connection::open(dst).with_context(ctx)?;
     {
+        use rusqlite::backup::StepResult;
         let backup = rusqlite::backup::Backup::new(&from, &mut to).with_context(ctx)?;
-        // -1 = all pages in one step; retried while the source is locked (busy).
-        backup
-            .run_to_completion(-1, Duration::from_millis(50), None)
-            .with_context(ctx)?;
+        // -1 = all pages in one step, i.e. one read transaction: a consistent copy. Retried
+        // (bounded) while the source is locked.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match backup.step(-1).with_context(ctx)? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => anyhow::bail!("{}: the database stayed busy ({other:?})", ctx()),
+            }
+        }
     }
     let _: String = to
         .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
         .with_context(ctx)?;
     state::clear_owner_leases(&to).with_context(ctx)?;
     to.close().map_err(|(_, e)| e).with_context(ctx)?;
+    normalise_change_counter(dst).with_context(ctx)?;
+    Ok(())
+}
+
+/// Set the header's file change counter (offset 24) and version-valid-for (offset 92) to 1.
+/// They count writes, so equal content copied along different histories (live DB vs restored
+/// one) would differ in those 8 bytes only; both fields equal keeps the header valid.
+fn normalise_change_counter(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(db)?;
+    f.write_all_at(&1u32.to_be_bytes(), 24)?;
+    f.write_all_at(&1u32.to_be_bytes(), 92)?;
     Ok(())
 }
 
@@ -362,6 +385,10 @@ pub struct Fingerprint {
     pub entries: Vec<Entry>,
     /// Database path (hex of `rel`) -> logical hash.
     pub sqlite: BTreeMap<String, String>,
+    /// Racily-clean files (path hex -> SHA-256 of the archived content): their stat can't
+    /// vouch for them, their content can.
+    #[serde(default)]
+    pub racy: BTreeMap<String, String>,
 }
 
 impl Fingerprint {
@@ -389,9 +416,35 @@ impl Fingerprint {
     /// True when `e` may have changed after it was read at `scan_start_ns` within the same
     /// timestamp tick (git's "racily clean"): its stat can't vouch for its content.
     pub fn racy(&self, e: &Entry) -> bool {
-        e.kind != Kind::Dir
-            && e.stat.ctime_ns.max(e.stat.mtime_ns) >= self.scan_start_ns - 2_000_000_000
+        is_racy(e, self.scan_start_ns)
     }
+
+    /// True when `e` (stat-equal to its entry in this fingerprint) is unchanged: by stat, or
+    /// for a racily-clean file by its content hash.
+    pub fn vouches_for(&self, e: &Entry, root: &Path) -> bool {
+        if !self.racy(e) {
+            return true;
+        }
+        let recorded = self.racy.get(&hex::encode(&e.rel));
+        recorded.is_some() && content_hash(&e.path_in(root)).ok().as_ref() == recorded
+    }
+}
+
+/// Timestamps can be coarse (a kernel tick; 1-2 s on some filesystems): a file whose ctime or
+/// mtime is this close to a scan may change again without its stat changing.
+pub const RACY_NS: i64 = 2_000_000_000;
+
+/// True for a regular file changed within `RACY_NS` of `scan_start_ns` (or after it).
+pub fn is_racy(e: &Entry, scan_start_ns: i64) -> bool {
+    e.kind == Kind::File && e.stat.ctime_ns.max(e.stat.mtime_ns) >= scan_start_ns - RACY_NS
+}
+
+/// SHA-256 (hex) of a file's content.
+pub fn content_hash(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
 }
 
 pub fn now_ns() -> i64 {

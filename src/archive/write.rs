@@ -137,6 +137,9 @@ pub struct Source<'a> {
     pub sqlite_copies: &'a HashMap<Vec<u8>, PathBuf>,
     /// Files changed at or after this time (ns) can't be trusted by stat (racily clean).
     pub racy_since_ns: i64,
+    /// Files changed at or after this time (ns) are racily clean for the *next* backup: their
+    /// archived content is hashed (`Written::racy`).
+    pub hash_since_ns: i64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -155,6 +158,8 @@ pub struct Written {
     pub files: u64,
     pub index: Index,
     pub stats: Stats,
+    /// SHA-256 of the archived content of racily-clean files, by entry path.
+    pub racy: HashMap<Vec<u8>, String>,
 }
 
 enum Work {
@@ -206,6 +211,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
             tok_tx,
             seq: 0,
             metas: Vec::new(),
+            racy: HashMap::new(),
             stats: Stats::default(),
             started: Instant::now(),
             last_log: Instant::now(),
@@ -217,6 +223,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
             stats,
             job_tx,
             tok_tx,
+            racy,
             ..
         } = p;
         drop(job_tx);
@@ -257,6 +264,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
                 members,
             },
             stats,
+            racy,
         })
     })
 }
@@ -300,6 +308,7 @@ struct Producer<'a, 'b> {
     tok_tx: SyncSender<()>,
     seq: u64,
     metas: Vec<Meta>,
+    racy: HashMap<Vec<u8>, String>,
     stats: Stats,
     started: Instant,
     last_log: Instant,
@@ -438,8 +447,13 @@ impl Producer<'_, '_> {
             buf.extend_from_slice(hdr);
             let e = &self.src.entries[*i];
             if *len > 0 {
+                let at = buf.len();
                 let mut r = self.data_reader(e, *len)?;
                 r.read_to_end(&mut buf)?;
+                if self.hash_racy(e) {
+                    self.racy
+                        .insert(e.rel.clone(), hex::encode(Sha256::digest(&buf[at..])));
+                }
             }
             buf.resize(buf.len() + (pad512(*len) - len) as usize, 0);
         }
@@ -492,8 +506,12 @@ impl Producer<'_, '_> {
             }
         }
         let pad = pad512(len) - len;
+        let mut data = HashRead {
+            inner: self.data_reader(e, len)?,
+            h: Sha256::new(),
+        };
         let mut r = io::Cursor::new(hdr)
-            .chain(self.data_reader(e, len)?)
+            .chain(&mut data)
             .chain(io::repeat(0).take(pad));
         let mut buf = Vec::with_capacity(CDC_MAX);
         let mut n = 0u64;
@@ -518,7 +536,16 @@ impl Producer<'_, '_> {
             }
             buf.reserve(CDC_MAX - buf.len());
         }
+        drop(r);
+        if self.hash_racy(e) {
+            self.racy
+                .insert(e.rel.clone(), hex::encode(data.h.finalize()));
+        }
         Ok(())
+    }
+
+    fn hash_racy(&self, e: &Entry) -> bool {
+        crate::snapshot::is_racy(e, self.src.hash_since_ns + crate::snapshot::RACY_NS)
     }
 
     /// Exactly `len` bytes of the entry's data: the file may have shrunk or grown since the
@@ -611,6 +638,20 @@ impl Producer<'_, '_> {
             );
         }
         Ok(())
+    }
+}
+
+/// A reader that hashes what passes through.
+struct HashRead<R> {
+    inner: R,
+    h: Sha256,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
     }
 }
 
