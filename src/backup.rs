@@ -118,7 +118,7 @@ pub async fn backup_once(job: &Job, store: &dyn Store, force: bool) -> anyhow::R
     let duration = started.elapsed();
     let (sha256, size, files) = (p.sha256.clone(), p.size, p.files);
     let j = job.clone();
-    tokio::task::spawn_blocking(move || commit(&j, p, force, duration)).await??;
+    tokio::task::spawn_blocking(move || commit(&j, *p, force, duration)).await??;
     Ok(Outcome::Uploaded {
         sha256,
         size,
@@ -140,7 +140,7 @@ pub fn last_record(meta_dir: &Path) -> Option<serde_json::Value> {
 
 enum Prepared {
     Skip,
-    Archive(Ready),
+    Archive(Box<Ready>),
 }
 
 struct Ready {
@@ -281,7 +281,7 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         let _ = fs::remove_dir_all(&scratch);
         return Ok(Prepared::Skip);
     }
-    Ok(Prepared::Archive(Ready {
+    Ok(Prepared::Archive(Box::new(Ready {
         archive: out,
         sha256: written.sha256,
         size: written.size,
@@ -289,7 +289,7 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         index: written.index,
         stats: written.stats,
         fingerprint,
-    }))
+    })))
 }
 
 /// After a successful upload: the archive becomes the member cache, the fingerprint and the

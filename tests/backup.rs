@@ -66,16 +66,6 @@ impl Env {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("bad JSON {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
-
-    fn fail(&self, data: &Path, args: &[&str]) -> String {
-        let out = self.run(data, args);
-        assert!(
-            !out.status.success(),
-            "entrypoint {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
 }
 
 fn result(v: &serde_json::Value) -> &str {
@@ -390,7 +380,9 @@ fn hostile_archives_are_refused_and_nothing_escapes() {
     let outside = t.root.join("outside");
     fs::create_dir_all(&outside).unwrap();
     let abs = outside.join("abs").to_string_lossy().into_owned();
-    let cases: Vec<(&str, Vec<(String, tar::EntryType, String)>)> = vec![
+    // (what, [(entry name, type, link target)])
+    type Case = (&'static str, Vec<(String, tar::EntryType, String)>);
+    let cases: Vec<Case> = vec![
         ("absolute", vec![(abs.clone(), Regular, String::new())]),
         (
             "dotdot",

@@ -269,12 +269,11 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
     })
 }
 
+/// What the writer thread reports: SHA-256, size, and each member's (offset, length).
+type WriterResult = io::Result<(String, u64, Vec<(u64, u64)>)>;
+
 /// The writer thread: members back in order, to the file and the hash.
-fn write_members(
-    file: File,
-    done: Receiver<(u64, Vec<u8>)>,
-    tokens: Receiver<()>,
-) -> io::Result<(String, u64, Vec<(u64, u64)>)> {
+fn write_members(file: File, done: Receiver<(u64, Vec<u8>)>, tokens: Receiver<()>) -> WriterResult {
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut sha = Sha256::new();
     let mut pending = BTreeMap::new();
