@@ -1,0 +1,362 @@
+//! Conformance of the fake Hub (tests/support/fakehub) against real clients: the Rust `hf-hub`
+//! 1.0 crate (in process) and the official Python `huggingface_hub` 2.4.0 (through
+//! `tests/conformance/hf_client_check.py`, with and without `hf_xet`).
+//!
+//! If a real client disagrees with the fake, the fake is wrong.
+#[path = "support/fakehub/mod.rs"]
+mod fakehub;
+
+use std::time::Duration;
+
+use fakehub::{Access, Action, Config, FakeHub, RepoType, Transfer};
+use hf_hub::repository::{AddSource, CommitOperation, RepoTypeDataset};
+use hf_hub::{HFClient, HFClientBuilder, HFError};
+
+const WRITE: &str = "hf_fake_write";
+const READ: &str = "hf_fake_read";
+
+/// Deterministic, poorly compressible test content.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// An hf-hub client for the fake: explicit timeouts and no proxy (hf-hub has no defaults).
+fn client(hub: &FakeHub, token: Option<&str>, cache: &std::path::Path) -> HFClient {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("reqwest client");
+    let mut b = HFClientBuilder::new()
+        .endpoint(hub.endpoint())
+        .client(http)
+        .cache_dir(cache)
+        .retry_base_delay(Duration::from_millis(10));
+    if let Some(t) = token {
+        b = b.token(t);
+    }
+    b.build().expect("hf-hub client")
+}
+
+async fn start(transfer: Transfer, dir: &std::path::Path) -> FakeHub {
+    let hub = FakeHub::start(Config {
+        transfer,
+        cas_dir: dir.join("cas"),
+        port: 0,
+    })
+    .await;
+    hub.add_token(WRITE, Access::Write);
+    hub.add_token(READ, Access::Read);
+    hub
+}
+
+fn add(path: &str, content: &[u8]) -> CommitOperation {
+    CommitOperation::Add {
+        path_in_repo: path.into(),
+        source: AddSource::Bytes(content.to_vec().into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_xet_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    let hf = client(&hub, Some(WRITE), &tmp.path().join("cache"));
+
+    // create, then again: exist_ok → Ok, otherwise Conflict.
+    hf.create_repository()
+        .repo_id("me/backups")
+        .repo_type(RepoTypeDataset)
+        .private(true)
+        .send()
+        .await
+        .unwrap();
+    hf.create_repository()
+        .repo_id("me/backups")
+        .repo_type(RepoTypeDataset)
+        .exist_ok(true)
+        .send()
+        .await
+        .unwrap();
+    let again = hf
+        .create_repository()
+        .repo_id("me/backups")
+        .repo_type(RepoTypeDataset)
+        .send()
+        .await;
+    assert!(matches!(again, Err(HFError::Conflict { .. })), "{again:?}");
+    assert_eq!(
+        hub.repo_is_private(RepoType::Dataset, "me/backups"),
+        Some(true)
+    );
+
+    let repo = hf.dataset("me", "backups");
+    let archive = pseudo_random(300_000, 1);
+    let sidecar = format!("{}\n", sha256_hex(&archive));
+    let info = repo
+        .create_commit()
+        .operations(vec![
+            add("latest_backup.tar.gz", &archive),
+            add("latest_backup.sha256", sidecar.as_bytes()),
+        ])
+        .commit_message("backup")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.count_requests("POST", "/api/datasets/me/backups/commit/"),
+        1
+    );
+    assert!(hub.count_requests("GET", "/api/datasets/me/backups/xet-write-token/") >= 1);
+
+    // The xet client wrote the local:// layout the facts describe, and the fake linked it.
+    let shards = std::fs::read_dir(hub.cas_dir().join("xet/xorbs/shards")).unwrap();
+    assert!(shards
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "mdb")));
+    assert!(
+        hub.cas_bytes_received() > 250_000,
+        "xorb bytes: {}",
+        hub.cas_bytes_received()
+    );
+    let files = hub.head_files(RepoType::Dataset, "me/backups");
+    let tar = &files["latest_backup.tar.gz"];
+    assert!(tar.lfs && tar.xet_hash.is_some(), "{tar:?}");
+    assert_eq!(tar.sha256, sha256_hex(&archive));
+    assert!(!files["latest_backup.sha256"].lfs);
+    assert_eq!(
+        info.commit_oid.as_deref(),
+        Some(hub.commits(RepoType::Dataset, "me/backups")[0].oid.as_str())
+    );
+
+    // Downloads: bytes (status checked), local_dir, ranged; the fake can also rebuild xet files.
+    let got = repo
+        .download_file_to_bytes()
+        .filename("latest_backup.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == archive.as_slice(), "xet download differs");
+    let dir = tmp.path().join("restore");
+    let p = repo
+        .download_file()
+        .filename("latest_backup.sha256")
+        .local_dir(dir.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(p).unwrap(), sidecar);
+    let part = repo
+        .download_file_to_bytes()
+        .filename("latest_backup.tar.gz")
+        .range(1000..2000)
+        .send()
+        .await
+        .unwrap();
+    assert!(part.as_ref() == &archive[1000..2000]);
+
+    // Existence and metadata.
+    assert!(repo
+        .file_exists()
+        .filename("latest_backup.tar.gz")
+        .send()
+        .await
+        .unwrap());
+    assert!(!repo
+        .file_exists()
+        .filename("nope.tar.gz")
+        .send()
+        .await
+        .unwrap());
+    let bad_rev = repo
+        .file_exists()
+        .filename("nope")
+        .revision("no-such-branch")
+        .send()
+        .await;
+    assert!(
+        matches!(bad_rev, Err(HFError::RevisionNotFound { .. })),
+        "{bad_rev:?}"
+    );
+    let infos = repo
+        .get_paths_info()
+        .paths(vec!["latest_backup.tar.gz".into(), "missing".into()])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(infos.len(), 1);
+    let meta = repo
+        .get_file_metadata()
+        .filepath("latest_backup.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meta.file_size, archive.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_basic_transfer_goes_inline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Basic, tmp.path()).await;
+    hub.create_repo(RepoType::Dataset, "me/b", true);
+    let repo = client(&hub, Some(WRITE), &tmp.path().join("cache")).dataset("me", "b");
+    let archive = pseudo_random(200_000, 2);
+    repo.upload_file()
+        .source(AddSource::Bytes(archive.clone().into()))
+        .path_in_repo("a.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    // hf-hub never PUTs: anything but "xet" from the batch means base64 inside the commit.
+    assert_eq!(hub.count_requests("PUT", "/lfs-upload/"), 0);
+    assert_eq!(
+        hub.count_requests("GET", "/api/datasets/me/b/xet-write-token/"),
+        0
+    );
+    assert!(hub.http_bytes_received() > 200_000 * 4 / 3);
+    let got = repo
+        .download_file_to_bytes()
+        .filename("a.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == archive.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_auth_semantics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.create_repo(RepoType::Dataset, "me/private", true);
+    let cache = tmp.path().join("cache");
+
+    // Without a token a private repo does not exist; creating needs a token.
+    let anon = client(&hub, None, &cache);
+    assert!(!anon.dataset("me", "private").exists().send().await.unwrap());
+    let r = anon
+        .create_repository()
+        .repo_id("me/x")
+        .repo_type(RepoTypeDataset)
+        .send()
+        .await;
+    assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
+
+    // A read token reads, but cannot commit.
+    let reader = client(&hub, Some(READ), &cache).dataset("me", "private");
+    assert!(reader.exists().send().await.unwrap());
+    let r = reader
+        .upload_file()
+        .source(AddSource::Bytes(b"x".to_vec().into()))
+        .path_in_repo("x.txt")
+        .send()
+        .await;
+    assert!(matches!(r, Err(HFError::Forbidden { .. })), "{r:?}");
+    assert_eq!(hub.commits(RepoType::Dataset, "me/private").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_under_faults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.create_repo(RepoType::Dataset, "me/f", true);
+    let repo = client(&hub, Some(WRITE), &tmp.path().join("cache")).dataset("me", "f");
+    let commit_path = "/api/datasets/me/f/commit/";
+    let up = |name: &str, data: &[u8]| {
+        repo.upload_file()
+            .source(AddSource::Bytes(data.to_vec().into()))
+            .path_in_repo(name.to_string())
+            .send()
+    };
+
+    // Two 503s before the commit: hf-hub retries and the third try lands, once.
+    hub.faults()
+        .add(Some("POST"), commit_path, 2, Action::Status(503));
+    up("a.txt", b"one").await.unwrap();
+    assert_eq!(hub.count_requests("POST", commit_path), 3);
+    assert_eq!(hub.commits(RepoType::Dataset, "me/f").len(), 2);
+
+    // A 500 after the commit was applied: hf-hub retries the POST and commits twice.
+    hub.faults()
+        .add(Some("POST"), commit_path, 1, Action::StatusAfter(500));
+    up("b.txt", b"two").await.unwrap();
+    assert_eq!(
+        hub.commits(RepoType::Dataset, "me/f").len(),
+        4,
+        "duplicate commit expected"
+    );
+
+    // A stale parent commit is refused with 412.
+    let old = hub.commits(RepoType::Dataset, "me/f")[1].oid.clone();
+    let r = repo
+        .upload_file()
+        .source(AddSource::Bytes(b"3".to_vec().into()))
+        .path_in_repo("c.txt")
+        .parent_commit(old)
+        .send()
+        .await;
+    assert!(
+        matches!(&r, Err(HFError::Http { context }) if context.status.as_u16() == 412),
+        "{r:?}"
+    );
+
+    // 429 with Retry-After comes out as RateLimited once retries run out.
+    hub.faults().always(
+        Some("GET"),
+        "/api/datasets/me/f",
+        Action::RateLimited {
+            retry_after_secs: 7,
+        },
+    );
+    let r = repo.exists().send().await;
+    assert!(matches!(r, Err(HFError::RateLimited { .. })), "{r:?}");
+    hub.faults().clear();
+
+    // A silently truncated GET body is returned as-is: only a checksum catches it.
+    hub.faults().add(
+        Some("GET"),
+        "/datasets/me/f/resolve/",
+        1,
+        Action::Truncate(1),
+    );
+    let got = repo
+        .download_file_to_bytes()
+        .filename("a.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), b"o");
+    hub.faults()
+        .add(Some("GET"), "/datasets/me/f/resolve/", 1, Action::Corrupt);
+    let got = repo
+        .download_file_to_bytes()
+        .filename("a.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(got.as_ref(), b"one");
+
+    // A stalled answer never comes: the caller's own deadline is what ends it.
+    hub.faults()
+        .add(Some("HEAD"), "/datasets/me/f/resolve/", 1, Action::Stall);
+    let t0 = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_millis(500),
+        repo.file_exists().filename("a.txt").send(),
+    )
+    .await;
+    assert!(r.is_err() && t0.elapsed() < Duration::from_secs(5));
+}
