@@ -360,3 +360,106 @@ async fn hf_hub_crate_under_faults() {
     .await;
     assert!(r.is_err() && t0.elapsed() < Duration::from_secs(5));
 }
+
+/// Create (or reuse) the Python venv and return its interpreter.
+async fn python(variant: &[&str]) -> std::path::PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(script).args(variant).output(),
+    )
+    .await
+    .expect("scripts/python-venv.sh took over 10 minutes")
+    .expect("cannot run scripts/python-venv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/python-venv.sh {variant:?} failed (the conformance check needs python3 and PyPI):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
+/// Run tests/conformance/hf_client_check.py against a fresh fake and return the fake.
+async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Path) -> FakeHub {
+    let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
+    let hub = start(transfer, tmp).await;
+    let check = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/hf_client_check.py"
+    );
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(check)
+        .args(["--repo", "me/check", "--expect", expect])
+        .current_dir(tmp)
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_TOKEN", WRITE)
+        .env("HF_HOME", tmp.join("hf-home"))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+        .env("HF_XET_TELEMETRY_ENABLED", "0")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN_PATH")
+        .kill_on_drop(true);
+    if expect == "xet" {
+        cmd.env_remove("HF_HUB_DISABLE_XET");
+    } else {
+        cmd.env("HF_HUB_DISABLE_XET", "1");
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("hf_client_check.py took over 5 minutes")
+        .expect("cannot run hf_client_check.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHECK PASSED"),
+        "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hub
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_with_xet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = run_python_check(Transfer::Xet, "xet", tmp.path()).await;
+    // hf_xet goes straight to the write token; the LFS batch is never called.
+    assert_eq!(
+        hub.count_requests("POST", "/datasets/me/check.git/info/lfs/objects/batch"),
+        0
+    );
+    assert!(hub.count_requests("GET", "/api/datasets/me/check/xet-write-token/") >= 3);
+    assert!(
+        hub.cas_bytes_received() > 700_000,
+        "xorb bytes: {}",
+        hub.cas_bytes_received()
+    );
+    check_history_after_python(&hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_legacy_lfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = run_python_check(Transfer::Basic, "lfs", tmp.path()).await;
+    // Legacy LFS: batch -> PUT (no auth) -> verify, for each of the three LFS uploads.
+    assert_eq!(hub.count_requests("PUT", "/lfs-upload/"), 3);
+    assert_eq!(hub.count_requests("POST", "/lfs-verify/"), 3);
+    assert_eq!(
+        hub.count_requests("GET", "/api/datasets/me/check/xet-write-token/"),
+        0
+    );
+    assert_eq!(hub.cas_bytes_received(), 0);
+    check_history_after_python(&hub);
+}
+
+/// After the script: squash left one commit, then delete_file added one; history retains the
+/// head's files plus the deleted `dir/state.bin` (150,000 bytes), and nothing from before.
+fn check_history_after_python(hub: &FakeHub) {
+    let commits = hub.commits(RepoType::Dataset, "me/check");
+    assert_eq!(commits.len(), 2, "{commits:#?}");
+    assert!(commits[1].parent.is_none());
+    let head: u64 = commits[0].files.values().map(|f| f.size).sum();
+    assert_eq!(hub.stored_bytes(RepoType::Dataset, "me/check"), head + 150_000);
+    assert!(!commits[0].files.contains_key("dir/state.bin"));
+}

@@ -186,41 +186,53 @@ fn caller(st: &HubState, headers: &HeaderMap) -> Caller {
     }
 }
 
-/// The repo if the caller may read it; else the Hub's answer (private repos look missing).
+/// Why a request was refused; small, so auth checks can return `Result<_, Denied>`.
+enum Denied {
+    /// No valid token where one is needed.
+    Unauthorized,
+    /// A read-only token for a write.
+    ReadOnly,
+    /// Missing, or private and the caller has no valid token.
+    RepoNotFound,
+}
+
+impl Denied {
+    fn response(self) -> Response {
+        match self {
+            Denied::Unauthorized => error(401, None, "Invalid credentials in Authorization header"),
+            Denied::ReadOnly => error(
+                403,
+                None,
+                "You don't have the rights to write with this token (read-only)",
+            ),
+            Denied::RepoNotFound => repo_not_found(),
+        }
+    }
+}
+
+/// The repo if the caller may read it (private repos look missing to callers without a token).
 fn readable<'s>(
     st: &'s HubState,
     req: &Req,
     rt: RepoType,
     id: &str,
-) -> Result<&'s super::Repo, Response> {
+) -> Result<&'s super::Repo, Denied> {
     let who = caller(st, req.headers);
     if matches!(who, Caller::Invalid) {
-        return Err(error(
-            401,
-            None,
-            "Invalid credentials in Authorization header",
-        ));
+        return Err(Denied::Unauthorized);
     }
     match st.repos.get(&(rt, id.to_string())) {
         Some(repo) if !repo.private || matches!(who, Caller::Token(_)) => Ok(repo),
-        _ => Err(repo_not_found()),
+        _ => Err(Denied::RepoNotFound),
     }
 }
 
 /// Check the caller may write (401 without a valid token, 403 with a read-only one).
-fn may_write(st: &HubState, req: &Req) -> Result<(), Response> {
+fn may_write(st: &HubState, req: &Req) -> Result<(), Denied> {
     match caller(st, req.headers) {
         Caller::Token(Access::Write) => Ok(()),
-        Caller::Token(Access::Read) => Err(error(
-            403,
-            None,
-            "You don't have the rights to write with this token (read-only)",
-        )),
-        Caller::Anonymous | Caller::Invalid => Err(error(
-            401,
-            None,
-            "Invalid credentials in Authorization header",
-        )),
+        Caller::Token(Access::Read) => Err(Denied::ReadOnly),
+        Caller::Anonymous | Caller::Invalid => Err(Denied::Unauthorized),
     }
 }
 
@@ -235,8 +247,8 @@ fn create_repo(hub: &Hub, req: &Req) -> Response {
     };
     {
         let st = hub.state();
-        if let Err(r) = may_write(&st, req) {
-            return r;
+        if let Err(d) = may_write(&st, req) {
+            return d.response();
         }
     }
     let Some(name) = body["name"].as_str() else {
@@ -277,8 +289,8 @@ fn create_repo(hub: &Hub, req: &Req) -> Response {
 fn delete_repo(hub: &Hub, req: &Req) -> Response {
     let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
     let mut st = hub.state();
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     let rt = body["type"]
         .as_str()
@@ -300,7 +312,7 @@ fn info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
     let Some(oid) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
@@ -326,7 +338,7 @@ fn resolve(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, path: &str) 
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
     let Some(oid) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
@@ -468,10 +480,10 @@ fn preupload(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Respons
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     let Some(head) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
@@ -534,11 +546,11 @@ fn lfs_batch(hub: &Hub, req: &Req, rt: RepoType, id: &str) -> Response {
         Err(e) => return error(400, None, &format!("lfs batch: body is not JSON: {e}")),
     };
     let st = hub.state();
-    if let Err(r) = readable(&st, req, rt, id) {
-        return r;
+    if let Err(d) = readable(&st, req, rt, id) {
+        return d.response();
     }
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     if body["operation"].as_str() != Some("upload") {
         return error(
@@ -605,8 +617,8 @@ fn lfs_verify(hub: &Hub, req: &Req) -> Response {
     let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
     let oid = body["oid"].as_str().unwrap_or_default();
     let st = hub.state();
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     match st.blobs.get(oid) {
         Some(b) if Some(b.len() as u64) == body["size"].as_u64() => {
@@ -624,12 +636,12 @@ fn lfs_verify(hub: &Hub, req: &Req) -> Response {
 /// Row 8: `GET /api/{T}/{id}/xet-{write,read}-token/{rev}`: JSON body and `X-Xet-*` headers.
 fn xet_token(hub: &Hub, req: &Req, rt: RepoType, id: &str, write: bool) -> Response {
     let st = hub.state();
-    if let Err(r) = readable(&st, req, rt, id) {
-        return r;
+    if let Err(d) = readable(&st, req, rt, id) {
+        return d.response();
     }
     if write {
-        if let Err(r) = may_write(&st, req) {
-            return r;
+        if let Err(d) = may_write(&st, req) {
+            return d.response();
         }
         if hub.transfer() != Transfer::Xet {
             return error(
@@ -689,10 +701,10 @@ fn commit(hub: &Hub, req: &Req, rt: RepoType, id: &str, branch: &str) -> Respons
     let mut st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     let Some(head) = repo.refs.get(branch).cloned() else {
         return revision_not_found(branch);
@@ -860,7 +872,7 @@ fn paths_info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Respon
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
     let Some(oid) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
@@ -887,7 +899,7 @@ fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir: &str) -> R
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
     let Some(oid) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
@@ -935,10 +947,10 @@ fn super_squash(hub: &Hub, req: &Req, rt: RepoType, id: &str, branch: &str) -> R
     let mut st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(d) => return d.response(),
     };
-    if let Err(r) = may_write(&st, req) {
-        return r;
+    if let Err(d) = may_write(&st, req) {
+        return d.response();
     }
     let Some(head) = repo.refs.get(branch).cloned() else {
         return revision_not_found(branch);
