@@ -460,6 +460,9 @@ fn check_history_after_python(hub: &FakeHub) {
     assert_eq!(commits.len(), 2, "{commits:#?}");
     assert!(commits[1].parent.is_none());
     let head: u64 = commits[0].files.values().map(|f| f.size).sum();
-    assert_eq!(hub.stored_bytes(RepoType::Dataset, "me/check"), head + 150_000);
+    assert_eq!(
+        hub.stored_bytes(RepoType::Dataset, "me/check"),
+        head + 150_000
+    );
     assert!(!commits[0].files.contains_key("dir/state.bin"));
 }
