@@ -168,6 +168,11 @@ async fn hf_hub_crate_xet_round_trip() {
         .await
         .unwrap();
     assert!(part.as_ref() == &archive[1000..2000]);
+    let rebuilt = hub.file_bytes(RepoType::Dataset, "me/backups", "latest_backup.tar.gz");
+    assert!(
+        rebuilt.as_deref() == Some(archive.as_slice()),
+        "fake could not rebuild the xet file"
+    );
 
     // Existence and metadata.
     assert!(repo
@@ -465,4 +470,46 @@ fn check_history_after_python(hub: &FakeHub) {
         head + 150_000
     );
     assert!(!commits[0].files.contains_key("dir/state.bin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_behind_cdn_redirect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.create_repo(RepoType::Dataset, "me/cdn", true);
+    let repo = client(&hub, Some(WRITE), &tmp.path().join("cache")).dataset("me", "cdn");
+    let archive = pseudo_random(120_000, 4);
+    repo.upload_file()
+        .source(AddSource::Bytes(archive.clone().into()))
+        .path_in_repo("a.tar.gz")
+        .send()
+        .await
+        .unwrap();
+
+    // The real Hub 302s LFS content to a CDN on another origin (facts §1.4, §3.4 D).
+    hub.faults().set_redirect_resolve(true);
+    let got = repo
+        .download_file_to_bytes()
+        .filename("a.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        got.as_ref() == archive.as_slice(),
+        "download through the CDN differs"
+    );
+    assert!(hub.count_requests("GET", "/cdn/") >= 1);
+    let meta = repo.get_file_metadata().filepath("a.tar.gz").send().await;
+    assert!(
+        matches!(meta, Err(HFError::MalformedResponse { .. })),
+        "{meta:?}"
+    );
+    // paths-info is the way to metadata that survives the redirect.
+    let infos = repo
+        .get_paths_info()
+        .paths(vec!["a.tar.gz".into()])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(infos.len(), 1);
 }

@@ -291,7 +291,7 @@ impl FakeHub {
             .local_addr()
             .expect("bound socket has an address")
             .port();
-        let xorb_bytes_at_start = dir_size(&cas_dir.join("xet/xorbs/xorbs"));
+        let xorb_bytes_at_start = xorb_bytes(&cas_dir.join("xet/xorbs/xorbs"));
         let inner = Arc::new(Inner {
             endpoint: format!("http://127.0.0.1:{port}"),
             cas_dir,
@@ -456,7 +456,7 @@ impl FakeHub {
     /// into `<cas_dir>/xet/xorbs/xorbs/` since this hub started: what an upload really sent.
     /// Shards (file metadata) and the client's dedup DB are not counted.
     pub fn cas_bytes_received(&self) -> u64 {
-        dir_size(&self.inner.xorb_dir()).saturating_sub(self.inner.xorb_bytes_at_start)
+        xorb_bytes(&self.inner.xorb_dir()).saturating_sub(self.inner.xorb_bytes_at_start)
     }
 
     /// Request body bytes received over HTTP (inline NDJSON commits, LFS PUTs, JSON calls).
@@ -604,18 +604,17 @@ fn lfs_entry(sha256: &str, size: u64, xet_hash: Option<String>) -> FileEntry {
     }
 }
 
-/// Total size of the regular files under `dir` (0 if it does not exist).
-fn dir_size(dir: &Path) -> u64 {
+/// Total size of the xorb files (`default.<hash>`, not their `.tagset` side files) in `dir`.
+fn xorb_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
+    let is_xorb = |n: &str| n.starts_with("default.") && n.matches('.').count() == 1;
     entries
         .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
+        .filter(|e| e.file_name().to_str().is_some_and(is_xorb))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
         .sum()
 }
 

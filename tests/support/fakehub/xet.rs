@@ -107,7 +107,65 @@ pub fn hash_text(raw: &[u8]) -> String {
         .collect()
 }
 
-/// Rebuild a xet file's bytes from the local CAS (so a plain GET can serve it).
-pub fn read_file(_cas_dir: &Path, xet_hash: &str) -> anyhow::Result<Vec<u8>> {
-    bail!("fakehub: the bytes of xet file {xet_hash} live only in the CAS; download it via xet")
+/// All files described by the shards under `<cas_dir>/xet/xorbs/shards/`.
+pub fn scan_cas(cas_dir: &Path) -> anyhow::Result<Vec<ShardFile>> {
+    let dir = cas_dir.join("xet/xorbs/shards");
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(files);
+    };
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "mdb") {
+            files.extend(parse_shard_file(&path)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Rebuild a xet file's bytes from the local CAS: its segments are chunk ranges of xorbs
+/// stored as `<cas_dir>/xet/xorbs/xorbs/default.<xorb hash>`. Decompression is left to
+/// xet-core-structures (the format library the xet client itself uses).
+pub fn read_file(cas_dir: &Path, xet_hash: &str) -> anyhow::Result<Vec<u8>> {
+    use xet_core_structures::xorb_object::XorbObject;
+    let Some(file) = scan_cas(cas_dir)?
+        .into_iter()
+        .find(|f| f.xet_hash == xet_hash)
+    else {
+        bail!(
+            "no shard in {} describes xet file {xet_hash}",
+            cas_dir.display()
+        );
+    };
+    let mut out = Vec::with_capacity(file.size as usize);
+    for seg in &file.segments {
+        let path = cas_dir
+            .join("xet/xorbs/xorbs")
+            .join(format!("default.{}", seg.xorb_hash));
+        let mut reader = std::io::BufReader::new(
+            std::fs::File::open(&path)
+                .with_context(|| format!("opening xorb {}", path.display()))?,
+        );
+        let xorb = XorbObject::deserialize(&mut reader)
+            .with_context(|| format!("reading xorb {}", path.display()))?;
+        let bytes = xorb
+            .get_bytes_by_chunk_range(&mut reader, seg.chunk_start, seg.chunk_end)
+            .with_context(|| {
+                format!(
+                    "chunks {}..{} of xorb {}",
+                    seg.chunk_start, seg.chunk_end, seg.xorb_hash
+                )
+            })?;
+        out.extend_from_slice(&bytes);
+    }
+    if out.len() as u64 != file.size {
+        bail!(
+            "xet file {xet_hash}: rebuilt {} bytes, shard says {}",
+            out.len(),
+            file.size
+        );
+    }
+    Ok(out)
 }
