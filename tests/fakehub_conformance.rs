@@ -354,6 +354,61 @@ async fn hf_hub_crate_under_faults() {
         .unwrap();
     assert_ne!(got.as_ref(), b"one");
 
+    // A connection dropped mid-body is transient for hf-hub: it retries and recovers...
+    let gets = hub.count_requests("GET", "/datasets/me/f/resolve/");
+    hub.faults()
+        .add(Some("GET"), "/datasets/me/f/resolve/", 1, Action::Abort(1));
+    let got = repo
+        .download_file_to_bytes()
+        .filename("a.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), b"one");
+    assert_eq!(
+        hub.count_requests("GET", "/datasets/me/f/resolve/"),
+        gets + 2
+    );
+    // ...and errors out when every try is cut.
+    hub.faults()
+        .always(Some("GET"), "/datasets/me/f/resolve/", Action::Abort(1));
+    let r = repo.download_file_to_bytes().filename("a.txt").send().await;
+    assert!(r.is_err(), "{r:?}");
+    hub.faults().clear();
+
+    // Forced errors carry the X-Error-Code the client maps from.
+    hub.faults().add(
+        Some("HEAD"),
+        "/datasets/me/f/resolve/",
+        1,
+        Action::Status(401),
+    );
+    let r = repo.file_exists().filename("a.txt").send().await;
+    assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
+    let create = "/api/repos/create";
+    hub.faults()
+        .add(Some("POST"), create, 1, Action::Status(409));
+    let hf = client(&hub, Some(WRITE), &std::env::temp_dir());
+    let r = hf
+        .create_repository()
+        .repo_id("me/new")
+        .repo_type(RepoTypeDataset)
+        .send()
+        .await;
+    assert!(matches!(r, Err(HFError::Conflict { .. })), "{r:?}");
+    assert!(!hub.repo_exists(RepoType::Dataset, "me/new"));
+
+    // A delayed answer still arrives, and the request is logged once it is answered.
+    hub.faults().add(
+        Some("GET"),
+        "/api/datasets/me/f",
+        1,
+        Action::Delay(Duration::from_millis(300)),
+    );
+    let t0 = std::time::Instant::now();
+    assert!(repo.exists().send().await.unwrap());
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+
     // A stalled answer never comes: the caller's own deadline is what ends it.
     hub.faults()
         .add(Some("HEAD"), "/datasets/me/f/resolve/", 1, Action::Stall);
@@ -364,6 +419,12 @@ async fn hf_hub_crate_under_faults() {
     )
     .await;
     assert!(r.is_err() && t0.elapsed() < Duration::from_secs(5));
+    // The stalled request is logged (status 0) as soon as it arrives.
+    assert!(
+        hub.wait_for_requests("HEAD", "/datasets/me/f/resolve/", 1, Duration::from_secs(5))
+            .await
+    );
+    assert_eq!(hub.faults().pending(), 0);
 }
 
 /// Create (or reuse) the Python venv and return its interpreter.
@@ -512,4 +573,51 @@ async fn hf_hub_crate_behind_cdn_redirect() {
         .await
         .unwrap();
     assert_eq!(infos.len(), 1);
+}
+
+/// The fake's hand-written shard parser (support/fakehub/xet.rs) must read what the xet
+/// format library reads from the same shard files.
+fn cross_check_shard_parser(cas_dir: &std::path::Path) {
+    use xet_core_structures::metadata_shard::streaming_shard::MDBMinimalShard;
+    let dir = cas_dir.join("xet/xorbs/shards");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "mdb") {
+            continue;
+        }
+        let ours = fakehub::xet::parse_shard_file(&path).unwrap();
+        let data = std::fs::read(&path).unwrap();
+        let theirs = MDBMinimalShard::from_reader(&mut data.as_slice(), true, false).unwrap();
+        assert_eq!(ours.len(), theirs.num_files(), "{}", path.display());
+        for (i, mine) in ours.iter().enumerate() {
+            let view = theirs.file(i).unwrap();
+            assert_eq!(mine.xet_hash, view.file_hash().hex());
+            assert_eq!(mine.sha256, view.metadata_ext().map(|m| m.sha256.hex()));
+            assert_eq!(mine.segments.len(), view.num_entries());
+            for (j, seg) in mine.segments.iter().enumerate() {
+                let e = view.entry(j);
+                assert_eq!(seg.xorb_hash, e.xorb_hash.hex());
+                assert_eq!(
+                    (seg.chunk_start, seg.chunk_end, seg.unpacked_bytes),
+                    (
+                        e.chunk_index_start,
+                        e.chunk_index_end,
+                        e.unpacked_segment_bytes
+                    )
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no file described in {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_legacy_lfs_without_transfer_key() {
+    // `Transfer::None`: the batch answer has no "transfer" key; Python still uses the actions.
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = run_python_check(Transfer::None, "lfs", tmp.path()).await;
+    assert_eq!(hub.count_requests("PUT", "/lfs-upload/"), 3);
+    check_history_after_python(&hub);
 }

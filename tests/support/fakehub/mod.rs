@@ -483,6 +483,27 @@ impl FakeHub {
             .count()
     }
 
+    /// Wait until at least `n` requests match `count_requests(method, path_prefix)`, polling
+    /// every 10 ms; false if `within` passes first. For tests that must not sleep blindly.
+    pub async fn wait_for_requests(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        n: usize,
+        within: std::time::Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.count_requests(method, path_prefix) >= n {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn clear_requests(&self) {
         self.inner.state().requests.clear();
     }
