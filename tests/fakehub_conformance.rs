@@ -133,6 +133,7 @@ async fn hf_hub_crate_xet_round_trip() {
         "xorb bytes: {}",
         hub.cas_bytes_received()
     );
+    cross_check_shard_parser(hub.cas_dir());
     let files = hub.head_files(RepoType::Dataset, "me/backups");
     let tar = &files["latest_backup.tar.gz"];
     assert!(tar.lfs && tar.xet_hash.is_some(), "{tar:?}");
