@@ -261,6 +261,16 @@ async fn hf_hub_crate_auth_semantics() {
         .await;
     assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
 
+    // Writes without a token are 401 even where the repo is invisible (private).
+    let r = anon
+        .dataset("me", "private")
+        .upload_file()
+        .source(AddSource::Bytes(b"x".to_vec().into()))
+        .path_in_repo("x.txt")
+        .send()
+        .await;
+    assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
+
     // A read token reads, but cannot commit.
     let reader = client(&hub, Some(READ), &cache).dataset("me", "private");
     assert!(reader.exists().send().await.unwrap());
