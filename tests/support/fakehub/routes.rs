@@ -650,14 +650,9 @@ fn xet_token(hub: &Hub, req: &Req, rt: RepoType, id: &str, write: bool) -> Respo
     if let Err(d) = allowed {
         return d.response();
     }
-    if write {
-        if hub.transfer() != Transfer::Xet {
-            return error(
-                404,
-                None,
-                "xet is not enabled on this fake hub (transfer is not xet)",
-            );
-        }
+    if write && hub.transfer() != Transfer::Xet {
+        let msg = "xet is not enabled on this fake hub (transfer is not xet)";
+        return error(404, None, msg);
     }
     let cas_url = format!("local://{}", hub.cas_dir.display());
     let exp = unix_now() + 3600;
