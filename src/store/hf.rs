@@ -179,6 +179,14 @@ impl HfStore {
         self.writer.get_mut().commits_per_hour = n;
     }
 
+    /// Classify an hf-hub error; a timeout is reported with our configured deadline.
+    fn classify(&self, e: HFError) -> Failure {
+        match Failure::from_hf(e) {
+            Failure::Timeout(_) => Failure::Timeout(self.timeout),
+            f => f,
+        }
+    }
+
     /// Turn a failure into the store's error, as one scrubbed line.
     fn fail(&self, what: &str, f: Failure) -> StoreError {
         let cx = Context {
@@ -260,8 +268,8 @@ impl HfStore {
         Some(exp / 2 + exp.mul_f64(rand::random::<f64>() / 2.0))
     }
 
-    /// Run one hf-hub call with the per-request deadline and our retry policy. A deadline that
-    /// runs out is not retried: the stall already cost a full timeout, the next backup retries.
+    /// Run one hf-hub call with the per-request deadline and our retry policy (a deadline that
+    /// runs out is not retried: see [`Failure::is_transient`]).
     async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,
@@ -273,7 +281,7 @@ impl HfStore {
             tries += 1;
             let failure = match tokio::time::timeout(self.timeout, op()).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => Failure::from_hf(e),
+                Ok(Err(e)) => self.classify(e),
                 Err(_) => Failure::Timeout(self.timeout),
             };
             match self.backoff(&failure, tries) {
@@ -318,7 +326,7 @@ impl HfStore {
             return Ok(());
         }
         match tokio::time::timeout(self.timeout, self.hub.whoami().send()).await {
-            Ok(Err(e)) => match Failure::from_hf(e) {
+            Ok(Err(e)) => match self.classify(e) {
                 f @ Failure::Unauthorized => Err(self.fail(what, f)),
                 // Anything else (an older hub without whoami, a blip): the 404 stands.
                 _ => Ok(()),
@@ -476,7 +484,7 @@ impl HfStore {
             .revision(commit.to_string())
             .send();
         let (_, mut stream) = match tokio::time::timeout(self.timeout, send).await {
-            Ok(r) => r.map_err(|e| Download::Hub(Failure::from_hf(e)))?,
+            Ok(r) => r.map_err(|e| Download::Hub(self.classify(e)))?,
             Err(_) => return Err(Download::Hub(Failure::Timeout(self.timeout))),
         };
         let mut hasher = Sha256::new();
@@ -486,7 +494,7 @@ impl HfStore {
             let chunk = match tokio::time::timeout(self.timeout, stream.next()).await {
                 Err(_) => return Err(Download::Hub(Failure::Timeout(self.timeout))),
                 Ok(None) => break,
-                Ok(Some(chunk)) => chunk.map_err(|e| Download::Hub(Failure::from_hf(e)))?,
+                Ok(Some(chunk)) => chunk.map_err(|e| Download::Hub(self.classify(e)))?,
             };
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(Download::Local)?;
@@ -555,6 +563,7 @@ impl HfStore {
             }
             let failure = match tokio::time::timeout(self.timeout, req.send()).await {
                 Err(_) => Failure::Timeout(self.timeout),
+                Ok(Err(e)) if e.is_timeout() => Failure::Timeout(self.timeout),
                 Ok(Err(e)) => Failure::Network(failure::error_chain(&e)),
                 Ok(Ok(resp)) if resp.status().is_success() => return Ok(()),
                 Ok(Ok(resp)) => {
@@ -737,7 +746,7 @@ impl Store for HfStore {
                 .send();
             let failure = match tokio::time::timeout(deadline, commit).await {
                 Ok(Ok(done)) => break done.commit_oid,
-                Ok(Err(e)) => Failure::from_hf(e),
+                Ok(Err(e)) => self.classify(e),
                 Err(_) => Failure::Timeout(deadline),
             };
             if let Failure::Conflict = failure {

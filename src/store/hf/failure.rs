@@ -57,6 +57,11 @@ impl Failure {
                     }
                 }
             }
+            // reqwest's own read/connect timeouts (ours, set in `HfStore::open`). The store fills
+            // in the configured duration.
+            HFError::Request { ref source, .. } if source.is_timeout() => {
+                Failure::Timeout(Duration::ZERO)
+            }
             // Transport errors and xet transfers (which run their own HTTP client) are the network.
             e @ (HFError::Request { .. } | HFError::Xet { .. } | HFError::Io(_)) => {
                 Failure::Network(error_chain(&e))
@@ -81,14 +86,12 @@ impl Failure {
         }
     }
 
-    /// Worth another try soon? (Rate limits are handled apart: they say how long to wait.)
+    /// Worth another try within the same call? Not a timeout: the stall already cost a full
+    /// `ENTRYPOINT_HF_TIMEOUT`, so the call fails (`Unavailable`) and the next backup retries.
     pub(super) fn is_transient(&self) -> bool {
         matches!(
             self,
-            Failure::Server(_)
-                | Failure::Network(_)
-                | Failure::Timeout(_)
-                | Failure::RateLimited(_)
+            Failure::Server(_) | Failure::Network(_) | Failure::RateLimited(_)
         )
     }
 }
@@ -241,5 +244,6 @@ mod tests {
         assert!(Failure::from_status(503, None, "").is_transient());
         assert!(!Failure::from_status(400, None, "nope").is_transient());
         assert!(!Failure::Unauthorized.is_transient());
+        assert!(!Failure::Timeout(Duration::from_secs(1)).is_transient());
     }
 }
