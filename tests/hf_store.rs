@@ -707,3 +707,104 @@ async fn xet_uploads_only_the_changed_chunks() {
     assert!(bytes == data, "xet round trip is byte-identical");
     assert_eq!(f.actual_sha256, sha);
 }
+
+/// The seed script's layout, written by the official Python client (two commits, tar.gz with
+/// root entry `.openclaw/`, bare-hex sidecar), is fetched and then built upon.
+#[tokio::test]
+async fn seed_backup_uploaded_by_the_python_client_is_fetched() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let py = python_venv().await;
+    let seed = r#"
+import hashlib, io, json, sys, tarfile
+from huggingface_hub import HfApi
+repo, out = sys.argv[1], sys.argv[2]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    for name, data in [(".openclaw/openclaw.json", json.dumps({"gateway": {"port": 7860}}).encode()),
+                       (".openclaw/agents/main/notes.md", b"x" * 300000)]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+data = buf.getvalue()
+open(out, "wb").write(data)
+sha = hashlib.sha256(data).hexdigest()
+api = HfApi()
+api.create_repo(repo, repo_type="dataset", private=True, exist_ok=True)
+api.upload_file(path_or_fileobj=out, path_in_repo="latest_backup.tar.gz", repo_id=repo, repo_type="dataset")
+api.upload_file(path_or_fileobj=sha.encode(), path_in_repo="latest_backup.sha256", repo_id=repo, repo_type="dataset")
+print("SEED UPLOADED", sha)
+"#;
+    let out_path = rig.dir.path().join("seed.tar.gz");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&py)
+            .args(["-c", seed, DS])
+            .arg(&out_path)
+            .env("HF_ENDPOINT", rig.hub.endpoint())
+            .env("HF_TOKEN", WRITE)
+            .env("HF_HOME", rig.dir.path().join("hf-home"))
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+            .env("HF_XET_TELEMETRY_ENABLED", "0")
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            .env_remove("HF_HUB_DISABLE_XET")
+            .env_remove("HF_TOKEN_PATH")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the seed upload took over 2 minutes")
+    .expect("cannot run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SEED UPLOADED"),
+        "python seed upload failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seed_bytes = std::fs::read(&out_path).expect("seed archive");
+    assert_eq!(
+        rig.commits(),
+        3,
+        "seed layout: two separate commits after the initial one"
+    );
+    assert!(rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME]
+        .xet_hash
+        .is_some());
+
+    let store = rig.store().await;
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("the seed backup");
+    assert_eq!(bytes, seed_bytes);
+    assert_eq!(f.expected_sha256, sha256_hex(&seed_bytes));
+    assert_eq!(f.actual_sha256, f.expected_sha256);
+
+    // And our first upload builds on the seed's history.
+    let (path, sha) = rig.archive("next.tar.gz", b"next");
+    store
+        .put(&path, &sha)
+        .await
+        .expect("put on top of the seed");
+    assert_eq!(rig.commits(), 4);
+}
+
+/// The Python venv with huggingface_hub + hf_xet (scripts/python-venv.sh, cached).
+async fn python_venv() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(script).output(),
+    )
+    .await
+    .expect("scripts/python-venv.sh took over 10 minutes")
+    .expect("cannot run scripts/python-venv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/python-venv.sh failed (needs python3 and PyPI):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
