@@ -2,7 +2,8 @@
 //!
 //! On by `ENTRYPOINT_KEEPALIVE=1`; pings `ENTRYPOINT_KEEPALIVE_URL` (default
 //! `https://$SPACE_HOST/healthz`) every `ENTRYPOINT_KEEPALIVE_INTERVAL` (default 6 h) plus up to
-//! 10 % random jitter. Whether a request from the Space itself counts as a visit is not
+//! 10 % random jitter. On the Space's own URL it sends `HF_TOKEN` as a bearer token (settings
+//! decide that), because a private Space answers 404 to anonymous requests. Whether a request from the Space itself counts as a visit is not
 //! documented, so the guide recommends an external monitor as the sure way; this is the
 //! zero-setup option. Quiet by design: one line when it starts, then lines only when a ping
 //! fails (and one when it works again).
@@ -60,7 +61,7 @@ async fn run_with_timeout(
         // The request races the shutdown too: a hanging server must not delay the stop.
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = ping(&client, &settings.url) => r,
+            r = ping(&client, &settings) => r,
         };
         match result {
             Ok(()) if failing => {
@@ -77,9 +78,12 @@ async fn run_with_timeout(
 }
 
 /// One GET; any 2xx/3xx counts (the point is the visit, not the body).
-async fn ping(client: &reqwest::Client, url: &str) -> Result<(), String> {
-    let response = client
-        .get(url)
+async fn ping(client: &reqwest::Client, settings: &KeepaliveSettings) -> Result<(), String> {
+    let mut request = client.get(&settings.url);
+    if let Some(token) = &settings.token {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request
         .send()
         .await
         // `without_url`: the URL is already in the message, minus any query string.
@@ -187,6 +191,7 @@ mod tests {
         KeepaliveSettings {
             url: url.to_string(),
             interval,
+            token: None,
         }
     }
 
@@ -218,6 +223,50 @@ mod tests {
             "healthy pings must not log: {text}"
         );
         assert!(!text.contains("s3cret"), "query string leaked: {text}");
+    }
+
+    #[tokio::test]
+    async fn sends_the_token_as_bearer_and_never_logs_it() {
+        let (logs, _guard) = capture();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s = seen.clone();
+        let app = axum::Router::new().route(
+            "/healthz",
+            get(move |headers: axum::http::HeaderMap| {
+                let s = s.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    s.lock().unwrap().push(auth);
+                    StatusCode::NOT_FOUND
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let stop = CancellationToken::new();
+        let mut ka = settings(&format!("http://{addr}/healthz"), Duration::from_millis(20));
+        ka.token = Some(crate::settings::Secret::new("hf_keepalive_secret"));
+        let task = tokio::spawn(run(ka, stop.clone()));
+        assert!(
+            wait_for(Duration::from_secs(10), || logs.text().contains("WARN")).await,
+            "no warning: {}",
+            logs.text()
+        );
+        stop.cancel();
+        task.await.unwrap();
+
+        assert_eq!(seen.lock().unwrap()[0], "Bearer hf_keepalive_secret");
+        assert!(
+            !logs.text().contains("hf_keepalive_secret"),
+            "{}",
+            logs.text()
+        );
     }
 
     #[tokio::test]
