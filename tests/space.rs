@@ -284,10 +284,14 @@ fn gateway_runs_as_uid_1000_answers_healthz_and_stops_cleanly() {
         openclaw_bin.to_str().unwrap(),
     ]);
     let log = v["log_tail"].as_str().unwrap_or("");
-    eprintln!("gateway replay: /healthz after {} s, stopped in {} s", v["healthz_after_s"], v["stop_s"]);
+    eprintln!(
+        "gateway replay: /healthz 200 after {} s, /startupz started after {} s, exit {} {} s after SIGTERM",
+        v["healthz_after_s"], v["started_after_s"], v["exit"], v["stop_s"]
+    );
     assert!(v["early_exit"].is_null(), "entrypoint exited early ({}):\n{log}", v["early_exit"]);
     assert_eq!(v["healthz"]["status"], 200, "no /healthz 200 within the deadline:\n{log}");
     assert!(v["healthz"]["body"].as_str().unwrap().contains("\"ok\":true"), "{v}");
+    assert_eq!(v["started"], true, "/startupz never said started:\n{log}");
     assert_eq!(v["uids"], serde_json::json!([1000]), "every process must run as uid 1000: {v}");
     assert_eq!(v["exit"], 0, "entrypoint run must exit 0 after SIGTERM:\n{log}");
     assert_eq!(v["left_running"], serde_json::json!([]), "processes outlived entrypoint: {v}");

@@ -112,14 +112,18 @@ def cmd_status(a):
     print(json.dumps(out))
 
 
-def healthz(deadline):
-    """Poll /healthz until 200 or `deadline` (monotonic); returns (status, body) or None."""
+def poll(path, deadline, until=lambda body: True):
+    """GET `path` every 250 ms until a 200 whose body satisfies `until`, or `deadline`
+    (monotonic). Returns (status, body) or None."""
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2) as r:
-                return r.status, r.read(200).decode(errors="replace")
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=2) as r:
+                body = r.read(2000).decode(errors="replace")
+                if r.status == 200 and until(body):
+                    return r.status, body
         except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.25)
+            pass
+        time.sleep(0.25)
     return None
 
 
@@ -163,9 +167,13 @@ def cmd_gateway(a):
         t0 = time.monotonic()
         proc = subprocess.Popen(as_user([binary, "run"], env), stdout=log, stderr=subprocess.STDOUT)
         try:
-            ok = healthz(t0 + a.deadline)
+            ok = poll("/healthz", t0 + a.deadline)
             out["healthz"] = ok and {"status": ok[0], "body": ok[1]}
             out["healthz_after_s"] = round(time.monotonic() - t0, 2)
+            # Stop a *started* gateway: SIGTERM during startup is a different (slower) path.
+            started = poll("/startupz", time.monotonic() + a.deadline, lambda b: '"status":"started"' in b.replace(" ", ""))
+            out["started"] = bool(started)
+            out["started_after_s"] = round(time.monotonic() - t0, 2)
             tree = [proc.pid] + descendants(proc.pid)
             out["uids"] = sorted({u for u in map(uid_of, tree) if u is not None})
             out["early_exit"] = proc.poll()
@@ -209,7 +217,7 @@ def main():
     g.add_argument("--root", required=True)
     g.add_argument("--entrypoint", required=True)
     g.add_argument("--openclaw-bin", required=True, help="the bin dir printed by scripts/install-openclaw.sh")
-    g.add_argument("--deadline", type=float, default=90, help="seconds to wait for /healthz 200")
+    g.add_argument("--deadline", type=float, default=120, help="seconds to wait for /healthz 200, and then again for /startupz started (generous: CI shares 2 cores)")
     g.add_argument("--stop-deadline", type=float, default=30, help="seconds to wait for exit after SIGTERM")
     a = ap.parse_args()
     {"status": cmd_status, "gateway": cmd_gateway}[a.cmd](a)
