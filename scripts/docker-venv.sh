@@ -14,14 +14,13 @@ STAMP="$VENV/.installed"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$PINS" ]; then
   PYTHON="${PYTHON:-python3}"
   command -v "$PYTHON" >/dev/null || { echo "docker-venv: $PYTHON not found; install Python 3 (3.9+)" >&2; exit 1; }
-  # Build beside the final path and rename, so a killed run never leaves a half venv behind.
-  rm -rf "$VENV.tmp"
-  "$PYTHON" -m venv "$VENV.tmp" >&2
+  # Built in place (a venv can't be moved: its scripts name their path); the stamp, written
+  # last, marks it complete, so a killed run is redone from scratch next time.
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV" >&2
   # --only-binary: the `dockerfile` sdist would need a Go toolchain; its wheels don't.
   # shellcheck disable=SC2086
-  "$VENV.tmp/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: $PINS >&2
-  echo "$PINS" > "$VENV.tmp/.installed"
-  rm -rf "$VENV"
-  mv "$VENV.tmp" "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: $PINS >&2
+  echo "$PINS" > "$STAMP"
 fi
 echo "$VENV/bin/python"

@@ -21,8 +21,15 @@ fn repo() -> &'static Path {
 
 /// Run a script that prints one path on its last stdout line; panics with its stderr if it fails.
 fn script_path(script: &str) -> PathBuf {
-    let out = Command::new("bash").arg(repo().join(script)).output().expect("run bash");
-    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(repo().join(script))
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
 }
@@ -36,19 +43,34 @@ fn python() -> &'static Path {
 /// The OpenClaw version the tests install (and so the one the image must pin).
 fn tested_openclaw_version() -> String {
     let script = std::fs::read_to_string(repo().join("scripts/install-openclaw.sh")).unwrap();
-    let (_, rest) = script.split_once("OPENCLAW_VERSION:-").expect("install-openclaw.sh pins OPENCLAW_VERSION");
+    let (_, rest) = script
+        .split_once("OPENCLAW_VERSION:-")
+        .expect("install-openclaw.sh pins OPENCLAW_VERSION");
     rest.split('}').next().unwrap().to_string()
 }
 
 fn run_py(args: &[&str]) -> (bool, String) {
-    let out: Output = Command::new(python()).args(args).current_dir(repo()).output().expect("run python");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out: Output = Command::new(python())
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn check_dockerfile(path: &Path) -> (bool, String) {
     let version = tested_openclaw_version();
-    run_py(&["scripts/check-dockerfile.py", path.to_str().unwrap(), "--openclaw-version", &version])
+    run_py(&[
+        "scripts/check-dockerfile.py",
+        path.to_str().unwrap(),
+        "--openclaw-version",
+        &version,
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -59,7 +81,10 @@ fn dockerfiles_pass_the_space_checks() {
     for file in ["Dockerfile", "spaces/huggingface/Dockerfile"] {
         let (ok, out) = check_dockerfile(&repo().join(file));
         assert!(ok, "{file}:\n{out}");
-        assert!(out.starts_with(&format!("ok: {}", repo().join(file).display())), "{out}");
+        assert!(
+            out.starts_with(&format!("ok: {}", repo().join(file).display())),
+            "{out}"
+        );
     }
 }
 
@@ -70,42 +95,128 @@ fn dockerfile_checker_catches_each_broken_rule() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str, &str)] = &[
         // (what, replace this, with this, expected message)
-        ("unpinned openclaw", "openclaw@${OPENCLAW_VERSION}", "openclaw@latest", "`@latest` is not pinned"),
-        ("untested openclaw", "ARG OPENCLAW_VERSION=2026.9.6", "ARG OPENCLAW_VERSION=2026.9.5", "expected the tested version"),
-        ("unpinned base", "rust:1.95.0-slim-bookworm", "rust:latest", "pin the base image"),
-        ("unlocked build", "cargo build --release --locked", "cargo build --release", "cargo build --release --locked"),
-        ("root user", "USER user", "USER root", "USER root: cannot tell that it is uid 1000"),
-        ("shell-form CMD", "CMD [\"entrypoint\"]", "CMD entrypoint", "exec form"),
-        ("wrapped CMD", "CMD [\"entrypoint\"]", "ENTRYPOINT [\"tini\", \"--\"]\nCMD [\"entrypoint\"]", "ENTRYPOINT wraps CMD"),
+        (
+            "unpinned openclaw",
+            "openclaw@${OPENCLAW_VERSION}",
+            "openclaw@latest",
+            "`@latest` is not pinned",
+        ),
+        (
+            "untested openclaw",
+            "ARG OPENCLAW_VERSION=2026.9.6",
+            "ARG OPENCLAW_VERSION=2026.9.5",
+            "expected the tested version",
+        ),
+        (
+            "unpinned base",
+            "rust:1.95.0-slim-bookworm",
+            "rust:latest",
+            "pin the base image",
+        ),
+        (
+            "unlocked build",
+            "cargo build --release --locked",
+            "cargo build --release",
+            "cargo build --release --locked",
+        ),
+        (
+            "root user",
+            "USER user",
+            "USER root",
+            "USER root: cannot tell that it is uid 1000",
+        ),
+        (
+            "shell-form CMD",
+            "CMD [\"entrypoint\"]",
+            "CMD entrypoint",
+            "exec form",
+        ),
+        (
+            "wrapped CMD",
+            "CMD [\"entrypoint\"]",
+            "ENTRYPOINT [\"tini\", \"--\"]\nCMD [\"entrypoint\"]",
+            "ENTRYPOINT wraps CMD",
+        ),
         ("wrong port", "EXPOSE 7860", "EXPOSE 8080", "EXPOSE 7860"),
         ("wrong PORT env", "PORT=7860", "PORT=8080", "ENV PORT=7860"),
-        ("wrong HOME", "HOME=/home/user", "HOME=/home/node", "ENV HOME=/home/user"),
-        ("secret in ENV", "OPENCLAW_NO_AUTO_UPDATE=1", "OPENCLAW_NO_AUTO_UPDATE=1 OPENCLAW_GATEWAY_TOKEN=changeme", "OPENCLAW_GATEWAY_TOKEN has a value"),
-        ("secret in ARG", "ARG OPENCLAW_VERSION=2026.9.6", "ARG OPENCLAW_VERSION=2026.9.6\nARG MINIMAX_API_KEY=sk-123", "MINIMAX_API_KEY has a value"),
-        ("openclaw as root", "RUN ln -s", "RUN openclaw doctor --non-interactive && ln -s", "`openclaw` runs as root"),
-        ("npx openclaw as root", "RUN ln -s", "RUN HOME=/root npx --yes openclaw@2026.9.6 setup; ln -s", "`openclaw` runs as root"),
+        (
+            "wrong HOME",
+            "HOME=/home/user",
+            "HOME=/home/node",
+            "ENV HOME=/home/user",
+        ),
+        (
+            "secret in ENV",
+            "OPENCLAW_NO_AUTO_UPDATE=1",
+            "OPENCLAW_NO_AUTO_UPDATE=1 OPENCLAW_GATEWAY_TOKEN=changeme",
+            "OPENCLAW_GATEWAY_TOKEN has a value",
+        ),
+        (
+            "secret in ARG",
+            "ARG OPENCLAW_VERSION=2026.9.6",
+            "ARG OPENCLAW_VERSION=2026.9.6\nARG MINIMAX_API_KEY=sk-123",
+            "MINIMAX_API_KEY has a value",
+        ),
+        (
+            "openclaw as root",
+            "RUN ln -s",
+            "RUN openclaw doctor --non-interactive && ln -s",
+            "`openclaw` runs as root",
+        ),
+        (
+            "npx openclaw as root",
+            "RUN ln -s",
+            "RUN HOME=/root npx --yes openclaw@2026.9.6 setup; ln -s",
+            "`openclaw` runs as root",
+        ),
         ("no git-lfs", "git git-lfs", "git", "git-lfs"),
-        ("no ca-certificates", "bash ca-certificates", "bash", "ca-certificates"),
-        ("/app not uid 1000", "chown 1000:1000 /app /home/user", "chown 1000:1000 /home/user", "/app must be owned by uid 1000"),
+        (
+            "no ca-certificates",
+            "bash ca-certificates",
+            "bash",
+            "ca-certificates",
+        ),
+        (
+            "/app not uid 1000",
+            "chown 1000:1000 /app /home/user",
+            "chown 1000:1000 /home/user",
+            "/app must be owned by uid 1000",
+        ),
     ];
     for (i, (what, from, to, expect)) in cases.iter().enumerate() {
-        assert!(original.contains(from), "case '{what}': the Dockerfile no longer contains {from:?}; update the case");
+        assert!(
+            original.contains(from),
+            "case '{what}': the Dockerfile no longer contains {from:?}; update the case"
+        );
         let broken = original.replacen(from, to, 1);
         let path = dir.path().join(format!("Dockerfile.{i}"));
         std::fs::write(&path, broken).unwrap();
         let (ok, out) = check_dockerfile(&path);
         assert!(!ok, "case '{what}' passed the checker:\n{out}");
-        assert!(out.contains(expect), "case '{what}': expected {expect:?} in:\n{out}");
+        assert!(
+            out.contains(expect),
+            "case '{what}': expected {expect:?} in:\n{out}"
+        );
         // One line per problem, each naming the file.
-        assert!(out.lines().all(|l| l.starts_with(path.to_str().unwrap())), "{out}");
+        assert!(
+            out.lines().all(|l| l.starts_with(path.to_str().unwrap())),
+            "{out}"
+        );
     }
 
     // A single-stage build (only the runtime stage).
     let single = &original[original.find("FROM ${NODE_IMAGE}").unwrap()..];
     let path = dir.path().join("Dockerfile.single");
-    std::fs::write(&path, format!("ARG NODE_IMAGE=node:24.21.0-bookworm-slim\n{single}")).unwrap();
+    std::fs::write(
+        &path,
+        format!("ARG NODE_IMAGE=node:24.21.0-bookworm-slim\n{single}"),
+    )
+    .unwrap();
     let (ok, out) = check_dockerfile(&path);
-    assert!(!ok && out.contains("multi-stage") && out.contains("cargo build --release --locked"), "{out}");
+    assert!(
+        !ok && out.contains("multi-stage") && out.contains("cargo build --release --locked"),
+        "{out}"
+    );
 }
 
 /// The Space repo's Dockerfile builds from a git ref but must run the very same image.
@@ -113,27 +224,83 @@ fn dockerfile_checker_catches_each_broken_rule() {
 fn space_dockerfile_runtime_stage_is_the_root_one() {
     let stage = |file: &str| {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
-        let at = text.find("# --- runtime:").unwrap_or_else(|| panic!("{file}: no runtime stage marker"));
+        let at = text
+            .find("# --- runtime:")
+            .unwrap_or_else(|| panic!("{file}: no runtime stage marker"));
         text[at..].to_string()
     };
-    assert_eq!(stage("Dockerfile"), stage("spaces/huggingface/Dockerfile"), "copy the runtime stage of Dockerfile into spaces/huggingface/Dockerfile");
+    assert_eq!(
+        stage("Dockerfile"),
+        stage("spaces/huggingface/Dockerfile"),
+        "copy the runtime stage of Dockerfile into spaces/huggingface/Dockerfile"
+    );
     let head = |file: &str| {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
-        text.lines().filter(|l| l.starts_with("ARG ") && l.contains("_IMAGE=")).map(String::from).collect::<Vec<_>>()
+        text.lines()
+            .filter(|l| l.starts_with("ARG ") && l.contains("_IMAGE="))
+            .map(String::from)
+            .collect::<Vec<_>>()
     };
-    assert_eq!(head("Dockerfile"), head("spaces/huggingface/Dockerfile"), "base images differ");
+    assert_eq!(
+        head("Dockerfile"),
+        head("spaces/huggingface/Dockerfile"),
+        "base images differ"
+    );
+}
+
+/// The image runs `cargo build --release --locked`: that fails if Cargo.lock is stale.
+#[test]
+fn cargo_lock_satisfies_the_locked_image_build() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Cargo.lock is not what Cargo.toml needs (run `cargo update -w`):\n{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("openclaw-space ")));
 }
 
 #[test]
 fn dockerignore_keeps_the_context_small_but_buildable() {
     let text = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     for must in ["target/", ".git/", ".local/", "tests/"] {
         assert!(lines.contains(&must), ".dockerignore must exclude {must}");
     }
     // What the build stage COPYs must not be excluded.
-    for needed in ["Cargo.toml", "Cargo.lock", "src", "src/", "*.toml", "*.lock"] {
-        assert!(!lines.contains(&needed), ".dockerignore excludes {needed}, which the build needs");
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "src/",
+        "*.toml",
+        "*.lock",
+    ] {
+        assert!(
+            !lines.contains(&needed),
+            ".dockerignore excludes {needed}, which the build needs"
+        );
     }
 }
 
@@ -151,16 +318,26 @@ fn space_card_front_matter_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     for (from, to, expect) in [
         ("sdk: docker", "sdk: gradio", "sdk: must be `docker`"),
-        ("app_port: 7860", "app_port: \"7860\"", "app_port: must be the integer 7860"),
+        (
+            "app_port: 7860",
+            "app_port: \"7860\"",
+            "app_port: must be the integer 7860",
+        ),
         ("emoji: 🦞\n", "", "emoji: must be a non-empty string"),
         ("colorTo: purple", "colorTo: violet", "colorTo: one of"),
         ("title: OpenClaw", "title: [OpenClaw", "not valid YAML"),
     ] {
-        assert!(original.contains(from), "{GUIDE} no longer contains {from:?}");
+        assert!(
+            original.contains(from),
+            "{GUIDE} no longer contains {from:?}"
+        );
         let path = dir.path().join("README.md");
         std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
         let (ok, out) = run_py(&["scripts/check-space-card.py", path.to_str().unwrap()]);
-        assert!(!ok && out.contains(expect), "{from} -> {to}: expected {expect:?} in {out}");
+        assert!(
+            !ok && out.contains(expect),
+            "{from} -> {to}: expected {expect:?} in {out}"
+        );
     }
 }
 
@@ -181,14 +358,24 @@ fn guide_covers_the_settings_and_its_patch_example_is_valid() {
         "OPENCLAW_TRUSTED_PROXIES",
         "Make calls to Inference Providers",
     ] {
-        assert!(guide.contains(&format!("`{var}`")) || guide.contains(var), "{GUIDE} does not mention {var}");
+        assert!(
+            guide.contains(&format!("`{var}`")) || guide.contains(var),
+            "{GUIDE} does not mention {var}"
+        );
     }
     // The OPENCLAW_CONFIG_PATCH example is valid JSON and keeps the key out of the config.
     let (_, rest) = guide.split_once("```json\n").expect("a ```json example");
     let example = rest.split("```").next().unwrap();
-    let patch: Value = serde_json::from_str(example.trim()).expect("the OPENCLAW_CONFIG_PATCH example is valid JSON");
-    assert_eq!(patch["models"]["providers"]["minimax"]["apiKey"], "${MINIMAX_API_KEY}");
-    assert_eq!(patch["agents"]["defaults"]["model"]["primary"], "minimax/MiniMax-M2");
+    let patch: Value = serde_json::from_str(example.trim())
+        .expect("the OPENCLAW_CONFIG_PATCH example is valid JSON");
+    assert_eq!(
+        patch["models"]["providers"]["minimax"]["apiKey"],
+        "${MINIMAX_API_KEY}"
+    );
+    assert_eq!(
+        patch["agents"]["defaults"]["model"]["primary"],
+        "minimax/MiniMax-M2"
+    );
     // The entrypoint accepts it as given (the same parsing `run` does).
     let home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_entrypoint"))
@@ -201,7 +388,11 @@ fn guide_covers_the_settings_and_its_patch_example_is_valid() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "entrypoint config rejected the guide's example: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "entrypoint config rejected the guide's example: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("${MINIMAX_API_KEY}"), "{stdout}");
 }
 
@@ -219,7 +410,10 @@ fn can_replay(test: &str) -> bool {
 
 /// A scratch root outside /tmp (the replay mounts a fresh tmpfs over /tmp).
 fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("openclaw-space-replay-").tempdir_in("/var/tmp").unwrap()
+    tempfile::Builder::new()
+        .prefix("openclaw-space-replay-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
 }
 
 fn replay(args: &[&str]) -> Value {
@@ -231,13 +425,26 @@ fn replay(args: &[&str]) -> Value {
         .output()
         .expect("run unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "replay.py {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("replay.py output is not JSON ({e}): {stdout}"))
+    assert!(
+        out.status.success(),
+        "replay.py {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("replay.py output is not JSON ({e}): {stdout}"))
 }
 
 fn status_for(case: &str) -> (Value, PathBuf) {
     let root = scratch();
-    let v = replay(&["status", "--root", root.path().to_str().unwrap(), "--entrypoint", env!("CARGO_BIN_EXE_entrypoint"), "--case", case]);
+    let v = replay(&[
+        "status",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--entrypoint",
+        env!("CARGO_BIN_EXE_entrypoint"),
+        "--case",
+        case,
+    ]);
     assert_eq!(v["exit"], 0, "entrypoint status failed for {case}: {v}");
     (v, root.path().to_path_buf())
 }
@@ -247,17 +454,27 @@ fn data_dir_as_uid_1000_for_each_kind_of_data_volume() {
     if !can_replay("data_dir_as_uid_1000_for_each_kind_of_data_volume") {
         return;
     }
-    for (case, expect_data) in [("absent", false), ("readonly", false), ("root-owned", false), ("writable", true)] {
+    for (case, expect_data) in [
+        ("absent", false),
+        ("readonly", false),
+        ("root-owned", false),
+        ("writable", true),
+    ] {
         let (v, _) = status_for(case);
         let data = v["data"].as_str().unwrap();
-        let chosen = v["status"]["data_dir"]["root"].as_str().unwrap_or_else(|| panic!("{case}: no data_dir in {v}"));
+        let chosen = v["status"]["data_dir"]["root"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{case}: no data_dir in {v}"));
         let reason = v["status"]["data_dir"]["reason"].as_str().unwrap();
         if expect_data {
             assert_eq!(chosen, data, "{case}: {reason}");
             assert_eq!(v["status"]["state_dir"], format!("{data}/.openclaw"));
         } else {
             assert_eq!(chosen, "/home/user", "{case}: {reason}");
-            assert!(reason.contains(data) && reason.contains("$HOME"), "{case}: the log must say why: {reason}");
+            assert!(
+                reason.contains(data) && reason.contains("$HOME"),
+                "{case}: the log must say why: {reason}"
+            );
         }
         // The write probe cleans up after itself (and `status` writes nothing else there).
         if let Some(left) = v["leftovers"].as_array() {
@@ -288,14 +505,41 @@ fn gateway_runs_as_uid_1000_answers_healthz_and_stops_cleanly() {
         "gateway replay: /healthz 200 after {} s, /startupz started after {} s, exit {} {} s after SIGTERM",
         v["healthz_after_s"], v["started_after_s"], v["exit"], v["stop_s"]
     );
-    assert!(v["early_exit"].is_null(), "entrypoint exited early ({}):\n{log}", v["early_exit"]);
-    assert_eq!(v["healthz"]["status"], 200, "no /healthz 200 within the deadline:\n{log}");
-    assert!(v["healthz"]["body"].as_str().unwrap().contains("\"ok\":true"), "{v}");
+    assert!(
+        v["early_exit"].is_null(),
+        "entrypoint exited early ({}):\n{log}",
+        v["early_exit"]
+    );
+    assert_eq!(
+        v["healthz"]["status"], 200,
+        "no /healthz 200 within the deadline:\n{log}"
+    );
+    assert!(
+        v["healthz"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("\"ok\":true"),
+        "{v}"
+    );
     assert_eq!(v["started"], true, "/startupz never said started:\n{log}");
-    assert_eq!(v["uids"], serde_json::json!([1000]), "every process must run as uid 1000: {v}");
-    assert_eq!(v["exit"], 0, "entrypoint run must exit 0 after SIGTERM:\n{log}");
-    assert_eq!(v["left_running"], serde_json::json!([]), "processes outlived entrypoint: {v}");
-    assert_eq!(v["state_dir_uid"], 1000, "state dir not in /home/user or not uid 1000's: {v}");
+    assert_eq!(
+        v["uids"],
+        serde_json::json!([1000]),
+        "every process must run as uid 1000: {v}"
+    );
+    assert_eq!(
+        v["exit"], 0,
+        "entrypoint run must exit 0 after SIGTERM:\n{log}"
+    );
+    assert_eq!(
+        v["left_running"],
+        serde_json::json!([]),
+        "processes outlived entrypoint: {v}"
+    );
+    assert_eq!(
+        v["state_dir_uid"], 1000,
+        "state dir not in /home/user or not uid 1000's: {v}"
+    );
     assert_eq!(v["config_exists"], true, "{v}");
     // Whatever OpenClaw put in the fresh /tmp belongs to uid 1000 (the EACCES trap).
     for (entry, uid) in v["tmp_entries"].as_object().unwrap() {
