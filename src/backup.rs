@@ -23,7 +23,12 @@ pub struct Job {
 pub enum Outcome {
     /// Nothing meaningful changed since the last upload.
     Skipped,
-    Uploaded { sha256: String, size: u64, files: u64, duration: Duration },
+    Uploaded {
+        sha256: String,
+        size: u64,
+        files: u64,
+        duration: Duration,
+    },
 }
 
 /// Take one backup. `force` uploads even when nothing changed and even when the last restore

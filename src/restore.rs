@@ -8,7 +8,10 @@ use crate::store::Store;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Outcome {
-    Restored { sha256: String, size: u64 },
+    Restored {
+        sha256: String,
+        size: u64,
+    },
     /// The store positively holds no backup: fresh start.
     NoBackup,
 }

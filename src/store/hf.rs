@@ -15,7 +15,9 @@ pub struct HfStore {
 
 impl HfStore {
     pub async fn open(settings: &HfSettings) -> anyhow::Result<Self> {
-        Ok(HfStore { dataset: settings.dataset.clone() })
+        Ok(HfStore {
+            dataset: settings.dataset.clone(),
+        })
     }
 }
 
