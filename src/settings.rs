@@ -166,6 +166,9 @@ pub struct KeepaliveSettings {
     pub url: String,
     #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
+    /// `HF_TOKEN`, sent as a bearer token only when `url` is on the Space's own host
+    /// (`SPACE_HOST`): a private Space answers 404 to anonymous requests.
+    pub token: Option<Secret>,
 }
 
 /// Everything the binary was told, validated.
@@ -531,7 +534,14 @@ impl Settings {
                         format!("'{url}' is not an http(s) URL"),
                     ));
                 }
+                // Never send the token to a third-party monitor URL.
+                let own_host = space_host.as_ref().is_some_and(|h| {
+                    url.strip_prefix("https://")
+                        .and_then(|rest| rest.split(['/', '?', '#']).next())
+                        .is_some_and(|host| host.eq_ignore_ascii_case(h))
+                });
                 Some(KeepaliveSettings {
+                    token: if own_host { hf_token.clone() } else { None },
                     url,
                     interval: env.duration(
                         "ENTRYPOINT_KEEPALIVE_INTERVAL",
@@ -688,6 +698,25 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn keepalive_sends_hf_token_only_to_the_space_itself() {
+        let s = load(&[("ENTRYPOINT_KEEPALIVE", "1"), ("SPACE_HOST", "a-b.hf.space"), ("HF_TOKEN", "hf_x")]).unwrap();
+        let ka = s.keepalive.unwrap();
+        assert_eq!(ka.url, "https://a-b.hf.space/healthz");
+        assert_eq!(ka.token.as_ref().map(Secret::expose), Some("hf_x"));
+        for url in ["https://monitor.example/ping", "http://a-b.hf.space/healthz", "https://a-b.hf.space.evil.example/x"] {
+            let s = load(&[
+                ("ENTRYPOINT_KEEPALIVE", "1"),
+                ("ENTRYPOINT_KEEPALIVE_URL", url),
+                ("SPACE_HOST", "a-b.hf.space"),
+                ("HF_TOKEN", "hf_x"),
+            ])
+            .unwrap();
+            assert!(s.keepalive.unwrap().token.is_none(), "{url}");
+        }
+        assert!(load(&[("ENTRYPOINT_KEEPALIVE", "1")]).unwrap_err().var == "ENTRYPOINT_KEEPALIVE_URL");
     }
 
     #[test]
