@@ -276,9 +276,10 @@ pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
     let mut to = Connection::open(dst).with_context(ctx)?;
     {
         let backup = rusqlite::backup::Backup::new(&from, &mut to).with_context(ctx)?;
-        // -1 = all pages in one step; retried while the source is locked (busy).
+        // All pages in one step (rusqlite asserts a positive count, so not SQLite's -1);
+        // retried while the source is locked (busy).
         backup
-            .run_to_completion(-1, Duration::from_millis(50), None)
+            .run_to_completion(i32::MAX, Duration::from_millis(50), None)
             .with_context(ctx)?;
     }
     let _: String = to
