@@ -105,6 +105,9 @@ async fn service(
     if let Some(ka) = settings.keepalive.clone() {
         tasks.spawn(keepalive::run(ka, shutdown.clone()));
     }
+    if let (true, true, Some(token)) = (is_openclaw, settings.auto_pair, settings.gateway_token.clone()) {
+        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
+    }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {
         RestartPolicy::OnFailure
