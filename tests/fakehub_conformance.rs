@@ -458,8 +458,11 @@ async fn python(variant: &[&str]) -> std::path::PathBuf {
 
 /// Run tests/conformance/hf_client_check.py against a fresh fake and return the fake.
 async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Path) -> FakeHub {
+    run_python_check_on(start(transfer, tmp).await, expect, tmp).await
+}
+
+async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) -> FakeHub {
     let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
-    let hub = start(transfer, tmp).await;
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_client_check.py"
@@ -692,4 +695,16 @@ async fn history_growth_xet_dedup_and_super_squash() {
         .await
         .unwrap();
     assert!(got.as_ref() == changed.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_legacy_lfs_behind_cdn_redirect() {
+    // LFS resolves answer 302 to another origin; Python stops there, reads the 302's headers
+    // and fetches the CDN URL without auth (facts §2, §3.4 D).
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Basic, tmp.path()).await;
+    hub.faults().set_redirect_resolve(true);
+    let hub = run_python_check_on(hub, "lfs", tmp.path()).await;
+    assert!(hub.count_requests("GET", "/cdn/") >= 2);
+    check_history_after_python(&hub);
 }
