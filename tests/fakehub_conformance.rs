@@ -212,6 +212,15 @@ async fn hf_hub_crate_xet_round_trip() {
         .await
         .unwrap();
     assert_eq!(meta.file_size, archive.len() as u64);
+
+    hf.delete_repository()
+        .repo_id("me/backups")
+        .repo_type(RepoTypeDataset)
+        .send()
+        .await
+        .unwrap();
+    assert!(!hub.repo_exists(RepoType::Dataset, "me/backups"));
+    assert!(!repo.exists().send().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,6 +250,22 @@ async fn hf_hub_crate_basic_transfer_goes_inline() {
         .await
         .unwrap();
     assert!(got.as_ref() == archive.as_slice());
+
+    // The real Hub refuses big inline binaries; with the limit set, so does the fake (400).
+    hub.faults().set_max_inline_bytes(Some(100_000));
+    let r = repo
+        .upload_file()
+        .source(AddSource::Bytes(archive.clone().into()))
+        .path_in_repo("b.tar.gz")
+        .send()
+        .await;
+    assert!(
+        matches!(&r, Err(HFError::Http { context }) if context.status.as_u16() == 400),
+        "{r:?}"
+    );
+    assert!(!hub
+        .head_files(RepoType::Dataset, "me/b")
+        .contains_key("b.tar.gz"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
