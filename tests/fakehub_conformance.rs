@@ -212,6 +212,22 @@ async fn hf_hub_crate_xet_round_trip() {
         .await
         .unwrap();
     assert_eq!(meta.file_size, archive.len() as u64);
+    let tree: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
+        repo.list_tree()
+            .recursive(true)
+            .expand(true)
+            .send()
+            .unwrap(),
+    )
+    .await;
+    let commit_oid = info.commit_oid.clone().unwrap();
+    let last = tree.iter().find_map(|e| match e.as_ref().unwrap() {
+        hf_hub::repository::RepoTreeEntry::File {
+            path, last_commit, ..
+        } if path == "latest_backup.tar.gz" => last_commit.as_ref().and_then(|c| c.id.clone()),
+        _ => None,
+    });
+    assert_eq!(last.as_deref(), Some(commit_oid.as_str()), "{tree:?}");
 
     hf.delete_repository()
         .repo_id("me/backups")

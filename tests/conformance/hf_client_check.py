@@ -110,6 +110,8 @@ def main() -> None:
     assert by_path["latest_backup.sha256"].lfs is None
     if args.expect == "xet":
         assert by_path["latest_backup.tar.gz"].xet_hash, "an xet upload should report a xetHash"
+    expanded = api.get_paths_info(repo, ["latest_backup.tar.gz"], expand=True, repo_type="dataset")
+    assert expanded[0].last_commit is not None and expanded[0].last_commit.oid == info.oid, expanded
     step("get_paths_info")
 
     # Overwrite, then squash: history becomes one commit with the same files.

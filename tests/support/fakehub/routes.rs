@@ -855,19 +855,29 @@ fn commit(hub: &Hub, req: &Req, rt: RepoType, id: &str, branch: &str) -> Respons
     )
 }
 
-/// Row 10: `POST /api/{T}/{id}/paths-info/{rev}`, JSON (hf-hub) or form (Python).
+/// Row 10: `POST /api/{T}/{id}/paths-info/{rev}`, JSON (hf-hub) or form (Python); with
+/// `expand`, files carry `lastCommit`.
 fn paths_info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
-    let paths: Vec<String> = match serde_json::from_slice::<Value>(req.body) {
-        Ok(v) => v["paths"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(str::to_string))
-            .collect(),
-        Err(_) => form_urlencoded::parse(req.body)
-            .filter(|(k, _)| k == "paths")
-            .map(|(_, v)| v.into_owned())
-            .collect(),
+    let (paths, expand): (Vec<String>, bool) = match serde_json::from_slice::<Value>(req.body) {
+        Ok(v) => (
+            v["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect(),
+            v["expand"].as_bool().unwrap_or(false),
+        ),
+        Err(_) => {
+            let form: Vec<(String, String)> =
+                form_urlencoded::parse(req.body).into_owned().collect();
+            let paths = form
+                .iter()
+                .filter(|(k, _)| k == "paths")
+                .map(|(_, v)| v.clone())
+                .collect();
+            (paths, form.iter().any(|(k, v)| k == "expand" && is_true(v)))
+        }
     };
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
@@ -882,7 +892,11 @@ fn paths_info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Respon
     for p in paths {
         let p = p.trim_matches('/');
         if let Some(f) = files.get(p) {
-            out.push(file_json(p, f));
+            let mut entry = file_json(p, f);
+            if expand {
+                entry["lastCommit"] = last_commit(repo, &oid, p);
+            }
+            out.push(entry);
         } else if files.keys().any(|k| k.starts_with(&format!("{p}/"))) {
             out.push(dir_json(p));
         }
@@ -890,12 +904,37 @@ fn paths_info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Respon
     json_response(200, &Value::Array(out), &[])
 }
 
-/// Row 11: `GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive=..`.
+/// `{"id","title","date"}` of the commit that last changed `path`, walking back from `head`.
+fn last_commit(repo: &super::Repo, head: &str, path: &str) -> Value {
+    let current = repo.commits[head].files.get(path);
+    let mut last = head;
+    let mut next = repo.commits[head].parent.as_deref();
+    while let Some(oid) = next {
+        let Some(c) = repo.commits.get(oid) else {
+            break;
+        };
+        if c.files.get(path) != current {
+            break;
+        }
+        last = oid;
+        next = c.parent.as_deref();
+    }
+    let c = &repo.commits[last];
+    json!({"id": last, "title": c.title, "date": c.date})
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v, "true" | "True" | "1")
+}
+
+/// Row 11: `GET /api/{T}/{id}/tree/{rev}[/{path}]?recursive=..&expand=..`.
 fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir: &str) -> Response {
-    let recursive = req.query.is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "recursive" && (v == "true" || v == "1" || v == "True"))
-    });
+    let flag = |name: &str| {
+        req.query.is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == name && is_true(&v))
+        })
+    };
+    let (recursive, expand) = (flag("recursive"), flag("expand"));
     let st = hub.state();
     let repo = match readable(&st, req, rt, id) {
         Ok(r) => r,
@@ -925,7 +964,11 @@ fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir: &str) -> R
             dirs.insert(format!("{prefix}{}", parts[..i].join("/")));
         }
         if recursive || parts.len() == 1 {
-            entries.insert(path.clone(), file_json(path, f));
+            let mut entry = file_json(path, f);
+            if expand {
+                entry["lastCommit"] = last_commit(repo, &oid, path);
+            }
+            entries.insert(path.clone(), entry);
         }
     }
     if !prefix.is_empty() && entries.is_empty() && dirs.is_empty() {
