@@ -725,6 +725,13 @@ async fn history_growth_xet_dedup_and_super_squash() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(hub.commits(RepoType::Dataset, "me/grow").len(), 1);
+    let listed: Vec<_> =
+        futures_util::StreamExt::collect::<Vec<_>>(repo.list_commits().send().unwrap()).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "hf-hub sees one commit after the squash: {listed:?}"
+    );
     assert_eq!(
         hub.stored_bytes(RepoType::Dataset, "me/grow"),
         gitattributes + changed.len() as u64

@@ -118,8 +118,10 @@ def main() -> None:
     api.upload_file(
         path_or_fileobj=pseudo_random(300_000, 3), path_in_repo="latest_backup.tar.gz", repo_id=repo, repo_type="dataset"
     )
+    assert len(api.list_repo_commits(repo, repo_type="dataset")) == 4  # initial + 3 uploads
     api.super_squash_history(repo, repo_type="dataset")
     assert sorted(api.list_repo_files(repo, repo_type="dataset")) == files
+    assert len(api.list_repo_commits(repo, repo_type="dataset")) == 1
     step("super_squash_history")
 
     api.delete_file("dir/state.bin", repo, repo_type="dataset")

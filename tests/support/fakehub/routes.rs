@@ -127,6 +127,7 @@ fn route(hub: &Hub, req: &Req) -> Response {
                 ("xet-write-token", &Method::GET) => xet_token(hub, req, rt, &id, true),
                 ("xet-read-token", &Method::GET) => xet_token(hub, req, rt, &id, false),
                 ("super-squash", &Method::POST) => super_squash(hub, req, rt, &id, &rev),
+                ("commits", &Method::GET) => list_commits(hub, req, rt, &id, &rev),
                 _ => not_found_route(req),
             }
         }
@@ -982,6 +983,31 @@ fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir: &str) -> R
         entries.insert(d.clone(), dir_json(&d));
     }
     json_response(200, &Value::Array(entries.into_values().collect()), &[])
+}
+
+/// `GET /api/{T}/{id}/commits/{rev}`: history from `rev`, newest first (one page).
+fn list_commits(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
+    let st = hub.state();
+    let repo = match readable(&st, req, rt, id) {
+        Ok(r) => r,
+        Err(d) => return d.response(),
+    };
+    let Some(head) = repo.resolve_rev(rev) else {
+        return revision_not_found(rev);
+    };
+    let mut out = Vec::new();
+    let mut next = Some(head);
+    while let Some(oid) = next {
+        let Some(c) = repo.commits.get(&oid) else {
+            break;
+        };
+        out.push(json!({
+            "id": oid, "title": c.title, "message": c.title, "date": c.date,
+            "authors": [{"user": "fakehub"}], "parents": c.parent.iter().collect::<Vec<_>>(),
+        }));
+        next = c.parent.clone();
+    }
+    json_response(200, &Value::Array(out), &[])
 }
 
 /// Row 12: `POST /api/{T}/{id}/super-squash/{branch}`: history becomes one commit.
