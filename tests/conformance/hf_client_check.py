@@ -89,6 +89,18 @@ def main() -> None:
     )
     assert commit.oid == api.repo_info(repo, repo_type="dataset").sha, commit
     step("create_commit two files")
+    try:
+        api.create_commit(
+            repo_id=repo,
+            repo_type="dataset",
+            operations=[CommitOperationAdd(path_in_repo="stale.txt", path_or_fileobj=b"x")],
+            commit_message="stale parent",
+            parent_commit=info.oid,
+        )
+        raise AssertionError("a commit on a stale parent was accepted")
+    except HfHubHTTPError as e:
+        assert e.response.status_code == 412, e
+    step("create_commit stale parent_commit -> 412")
 
     for path, want in [("latest_backup.tar.gz", archive), ("dir/state.bin", blob), ("latest_backup.sha256", sidecar)]:
         got_path = hf_hub_download(repo, path, repo_type="dataset", cache_dir=cache, token=token)
