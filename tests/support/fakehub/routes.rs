@@ -1,6 +1,7 @@
 //! HTTP side of the fake Hub: one fallback handler that records the request, applies any
 //! injected fault, and routes by path segments to the handlers of facts §6 (numbers in the
-//! handler comments are that table's rows). The handlers live in `routes/{repos,download,upload}.rs`.
+//! handler comments are that table's rows). The handlers themselves are in
+//! `routes/{repos,download,upload}.rs`.
 //!
 //! Routing is done by hand on percent-decoded segments rather than with axum's router: Hub
 //! paths mix `{owner}/{name}` with wildcard file paths and `%2F`-encoded revisions, and a
