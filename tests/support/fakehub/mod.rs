@@ -29,7 +29,7 @@
 //! Auth, like the Hub: a private repo is 404 `RepoNotFound` without a valid token; writes are
 //! 401 without one and 403 with a read token; an unknown token is 401 everywhere. The fake has
 //! no users: any valid token sees every repo.
-#![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
+#![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod faults;
 mod routes;
@@ -43,6 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha1::Digest as _;
 use tokio_util::sync::CancellationToken;
 
+#[allow(unused_imports)] // not every user of this module names both
 pub use faults::{Action, Faults};
 
 /// What the LFS batch endpoint answers (`transfer` key) and whether xet tokens are served.
