@@ -514,6 +514,7 @@ async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) 
         .current_dir(tmp)
         .env("HF_ENDPOINT", hub.endpoint())
         .env("HF_TOKEN", WRITE)
+        .env("HF_READ_TOKEN", READ)
         .env("HF_HOME", tmp.join("hf-home"))
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
@@ -534,7 +535,9 @@ async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) 
         .expect("cannot run hf_client_check.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("CHECK PASSED"),
+        out.status.success()
+            && stdout.contains("ok read-only token")
+            && stdout.contains("CHECK PASSED"),
         "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -754,5 +757,16 @@ async fn python_client_legacy_lfs_behind_cdn_redirect() {
     hub.faults().set_redirect_resolve(true);
     let hub = run_python_check_on(hub, "lfs", tmp.path()).await;
     assert!(hub.count_requests("GET", "/cdn/") >= 2);
+    check_history_after_python(&hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_with_xet_behind_cdn_redirect() {
+    // The 302 carries X-Xet-Hash and the xet-auth Link: Python downloads through xet.
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.faults().set_redirect_resolve(true);
+    let hub = run_python_check_on(hub, "xet", tmp.path()).await;
+    assert!(hub.count_requests("GET", "/api/datasets/me/check/xet-read-token/") >= 1);
     check_history_after_python(&hub);
 }

@@ -2,7 +2,8 @@
 
 Run by tests/fakehub_conformance.rs against a running fake:
 
-    HF_ENDPOINT=http://127.0.0.1:PORT HF_TOKEN=... python hf_client_check.py --repo me/check --expect xet|lfs
+    HF_ENDPOINT=http://127.0.0.1:PORT HF_TOKEN=... [HF_READ_TOKEN=...] \
+        python hf_client_check.py --repo me/check --expect xet|lfs
 
 `--expect xet` needs hf_xet importable and xet enabled; `--expect lfs` needs HF_HUB_DISABLE_XET=1
 (legacy LFS: batch -> PUT -> verify). Prints one `ok <step>` line per check and ends with
@@ -151,6 +152,17 @@ def main() -> None:
     except RepositoryNotFoundError:
         pass
     step("private repo hidden without token")
+    # A read-only token reads but cannot write (403), like a fine-grained read token.
+    read_token = os.environ.get("HF_READ_TOKEN")
+    if read_token:
+        reader = HfApi(endpoint=endpoint, token=read_token)
+        assert reader.file_exists(repo, "latest_backup.sha256", repo_type="dataset")
+        try:
+            reader.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo, repo_type="dataset")
+            raise AssertionError("a read-only token could commit")
+        except HfHubHTTPError as e:
+            assert e.response.status_code == 403, e
+        step("read-only token: read ok, write 403")
     print("CHECK PASSED", flush=True)
 
 
