@@ -4,8 +4,8 @@
 //! cargo run --example fakehub -- --port 8099 --cas-dir /tmp/cas [--transfer xet|basic|none] \
 //!     [--token hf_write] [--read-token hf_read] [--repo owner/name[:private]]...
 //! ```
-//! Prints `endpoint=http://127.0.0.1:PORT` on the first line of stdout, then serves until
-//! killed (Ctrl-C / SIGTERM).
+//! Prints the endpoint (`http://127.0.0.1:PORT`) as the first line of stdout, then serves
+//! until killed (Ctrl-C / SIGTERM). Without `--token`, the write token is `hf_fake_write`.
 #[path = "../tests/support/fakehub/mod.rs"]
 mod fakehub;
 
@@ -56,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
         };
         hub.create_repo(fakehub::RepoType::Dataset, id, private);
     }
-    println!("endpoint={}", hub.endpoint());
+    if args.tokens.is_empty() {
+        hub.add_token("hf_fake_write", fakehub::Access::Write);
+        eprintln!("fakehub: no --token given; write token is hf_fake_write");
+    }
+    println!("{}", hub.endpoint());
     use std::io::Write as _;
     std::io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

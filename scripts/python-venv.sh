@@ -10,6 +10,7 @@
 set -euo pipefail
 
 HUB_VERSION="2.4.0"
+XET_VERSION="1.8.0" # the hf_xet the facts verified; same xet-core as the Rust hf-hub 1.0 uses
 variant="xet"
 if [[ "${1:-}" == "--no-xet" ]]; then variant="noxet"; fi
 
@@ -17,25 +18,35 @@ cache="${HOME}/.cache/openclaw-space"
 venv="${cache}/venv-hf"
 [[ "$variant" == "noxet" ]] && venv="${cache}/venv-hf-noxet"
 py="${venv}/bin/python"
-stamp="${venv}/.openclaw-space-ok-${HUB_VERSION}"
+stamp="${venv}/.openclaw-space-ok-${HUB_VERSION}-${XET_VERSION}"
 
 if [[ -x "$py" && -f "$stamp" ]]; then
   echo "$py"
   exit 0
 fi
 
+# Tests run in parallel and may all ask for the same venv on a fresh machine: one builds it,
+# the others wait for it here and then find the stamp.
+mkdir -p "$cache"
+exec 9>"${venv}.lock"
+flock -w 900 9 || { echo "python-venv.sh: timed out waiting for ${venv}.lock" >&2; exit 1; }
+if [[ -x "$py" && -f "$stamp" ]]; then
+  echo "$py"
+  exit 0
+fi
+rm -rf "$venv" # a half-built venv from an interrupted run
+
 python="$(command -v python3 || true)"
 if [[ -z "$python" ]]; then
   echo "python-venv.sh: python3 not found; install python3 (with the venv module) and retry" >&2
   exit 1
 fi
-mkdir -p "$cache"
 "$python" -m venv "$venv" >&2 || {
   echo "python-venv.sh: '$python -m venv $venv' failed; install python3-venv and retry" >&2
   exit 1
 }
 pkgs=("huggingface_hub==${HUB_VERSION}")
-if [[ "$variant" == "xet" ]]; then pkgs+=("hf_xet"); fi
+if [[ "$variant" == "xet" ]]; then pkgs+=("hf_xet==${XET_VERSION}"); fi
 if ! "$py" -m pip install --disable-pip-version-check -q "${pkgs[@]}" >&2; then
   echo "python-venv.sh: pip could not install ${pkgs[*]} (is PyPI reachable?); the conformance check needs them" >&2
   exit 1

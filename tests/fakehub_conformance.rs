@@ -212,6 +212,31 @@ async fn hf_hub_crate_xet_round_trip() {
         .await
         .unwrap();
     assert_eq!(meta.file_size, archive.len() as u64);
+    let tree: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
+        repo.list_tree()
+            .recursive(true)
+            .expand(true)
+            .send()
+            .unwrap(),
+    )
+    .await;
+    let commit_oid = info.commit_oid.clone().unwrap();
+    let last = tree.iter().find_map(|e| match e.as_ref().unwrap() {
+        hf_hub::repository::RepoTreeEntry::File {
+            path, last_commit, ..
+        } if path == "latest_backup.tar.gz" => last_commit.as_ref().and_then(|c| c.id.clone()),
+        _ => None,
+    });
+    assert_eq!(last.as_deref(), Some(commit_oid.as_str()), "{tree:?}");
+
+    hf.delete_repository()
+        .repo_id("me/backups")
+        .repo_type(RepoTypeDataset)
+        .send()
+        .await
+        .unwrap();
+    assert!(!hub.repo_exists(RepoType::Dataset, "me/backups"));
+    assert!(!repo.exists().send().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,6 +266,22 @@ async fn hf_hub_crate_basic_transfer_goes_inline() {
         .await
         .unwrap();
     assert!(got.as_ref() == archive.as_slice());
+
+    // The real Hub refuses big inline binaries; with the limit set, so does the fake (400).
+    hub.faults().set_max_inline_bytes(Some(100_000));
+    let r = repo
+        .upload_file()
+        .source(AddSource::Bytes(archive.clone().into()))
+        .path_in_repo("b.tar.gz")
+        .send()
+        .await;
+    assert!(
+        matches!(&r, Err(HFError::Http { context }) if context.status.as_u16() == 400),
+        "{r:?}"
+    );
+    assert!(!hub
+        .head_files(RepoType::Dataset, "me/b")
+        .contains_key("b.tar.gz"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,8 +499,11 @@ async fn python(variant: &[&str]) -> std::path::PathBuf {
 
 /// Run tests/conformance/hf_client_check.py against a fresh fake and return the fake.
 async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Path) -> FakeHub {
+    run_python_check_on(start(transfer, tmp).await, expect, tmp).await
+}
+
+async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) -> FakeHub {
     let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
-    let hub = start(transfer, tmp).await;
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_client_check.py"
@@ -470,6 +514,7 @@ async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Pat
         .current_dir(tmp)
         .env("HF_ENDPOINT", hub.endpoint())
         .env("HF_TOKEN", WRITE)
+        .env("HF_READ_TOKEN", READ)
         .env("HF_HOME", tmp.join("hf-home"))
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
@@ -490,7 +535,9 @@ async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Pat
         .expect("cannot run hf_client_check.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("CHECK PASSED"),
+        out.status.success()
+            && stdout.contains("ok read-only token")
+            && stdout.contains("CHECK PASSED"),
         "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -681,6 +728,13 @@ async fn history_growth_xet_dedup_and_super_squash() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     assert_eq!(hub.commits(RepoType::Dataset, "me/grow").len(), 1);
+    let listed: Vec<_> =
+        futures_util::StreamExt::collect::<Vec<_>>(repo.list_commits().send().unwrap()).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "hf-hub sees one commit after the squash: {listed:?}"
+    );
     assert_eq!(
         hub.stored_bytes(RepoType::Dataset, "me/grow"),
         gitattributes + changed.len() as u64
@@ -692,4 +746,27 @@ async fn history_growth_xet_dedup_and_super_squash() {
         .await
         .unwrap();
     assert!(got.as_ref() == changed.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_legacy_lfs_behind_cdn_redirect() {
+    // LFS resolves answer 302 to another origin; Python stops there, reads the 302's headers
+    // and fetches the CDN URL without auth (facts §2, §3.4 D).
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Basic, tmp.path()).await;
+    hub.faults().set_redirect_resolve(true);
+    let hub = run_python_check_on(hub, "lfs", tmp.path()).await;
+    assert!(hub.count_requests("GET", "/cdn/") >= 2);
+    check_history_after_python(&hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_with_xet_behind_cdn_redirect() {
+    // The 302 carries X-Xet-Hash and the xet-auth Link: Python downloads through xet.
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.faults().set_redirect_resolve(true);
+    let hub = run_python_check_on(hub, "xet", tmp.path()).await;
+    assert!(hub.count_requests("GET", "/api/datasets/me/check/xet-read-token/") >= 1);
+    check_history_after_python(&hub);
 }

@@ -2,7 +2,8 @@
 
 Run by tests/fakehub_conformance.rs against a running fake:
 
-    HF_ENDPOINT=http://127.0.0.1:PORT HF_TOKEN=... python hf_client_check.py --repo me/check --expect xet|lfs
+    HF_ENDPOINT=http://127.0.0.1:PORT HF_TOKEN=... [HF_READ_TOKEN=...] \
+        python hf_client_check.py --repo me/check --expect xet|lfs
 
 `--expect xet` needs hf_xet importable and xet enabled; `--expect lfs` needs HF_HUB_DISABLE_XET=1
 (legacy LFS: batch -> PUT -> verify). Prints one `ok <step>` line per check and ends with
@@ -89,6 +90,18 @@ def main() -> None:
     )
     assert commit.oid == api.repo_info(repo, repo_type="dataset").sha, commit
     step("create_commit two files")
+    try:
+        api.create_commit(
+            repo_id=repo,
+            repo_type="dataset",
+            operations=[CommitOperationAdd(path_in_repo="stale.txt", path_or_fileobj=b"x")],
+            commit_message="stale parent",
+            parent_commit=info.oid,
+        )
+        raise AssertionError("a commit on a stale parent was accepted")
+    except HfHubHTTPError as e:
+        assert e.response.status_code == 412, e
+    step("create_commit stale parent_commit -> 412")
 
     for path, want in [("latest_backup.tar.gz", archive), ("dir/state.bin", blob), ("latest_backup.sha256", sidecar)]:
         got_path = hf_hub_download(repo, path, repo_type="dataset", cache_dir=cache, token=token)
@@ -110,14 +123,18 @@ def main() -> None:
     assert by_path["latest_backup.sha256"].lfs is None
     if args.expect == "xet":
         assert by_path["latest_backup.tar.gz"].xet_hash, "an xet upload should report a xetHash"
+    expanded = api.get_paths_info(repo, ["latest_backup.tar.gz"], expand=True, repo_type="dataset")
+    assert expanded[0].last_commit is not None and expanded[0].last_commit.oid == info.oid, expanded
     step("get_paths_info")
 
     # Overwrite, then squash: history becomes one commit with the same files.
     api.upload_file(
         path_or_fileobj=pseudo_random(300_000, 3), path_in_repo="latest_backup.tar.gz", repo_id=repo, repo_type="dataset"
     )
+    assert len(api.list_repo_commits(repo, repo_type="dataset")) == 4  # initial + 3 uploads
     api.super_squash_history(repo, repo_type="dataset")
     assert sorted(api.list_repo_files(repo, repo_type="dataset")) == files
+    assert len(api.list_repo_commits(repo, repo_type="dataset")) == 1
     step("super_squash_history")
 
     api.delete_file("dir/state.bin", repo, repo_type="dataset")
@@ -135,6 +152,17 @@ def main() -> None:
     except RepositoryNotFoundError:
         pass
     step("private repo hidden without token")
+    # A read-only token reads but cannot write (403), like a fine-grained read token.
+    read_token = os.environ.get("HF_READ_TOKEN")
+    if read_token:
+        reader = HfApi(endpoint=endpoint, token=read_token)
+        assert reader.file_exists(repo, "latest_backup.sha256", repo_type="dataset")
+        try:
+            reader.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo, repo_type="dataset")
+            raise AssertionError("a read-only token could commit")
+        except HfHubHTTPError as e:
+            assert e.response.status_code == 403, e
+        step("read-only token: read ok, write 403")
     print("CHECK PASSED", flush=True)
 
 

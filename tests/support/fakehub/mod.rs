@@ -18,7 +18,18 @@
 //! // ... point a client at hub.endpoint() ...
 //! assert_eq!(hub.count_requests("POST", "/api/datasets/me/backups/commit/"), 1);
 //! ```
-#![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
+//!
+//! What tests can look at: `commits`/`head_files`/`file_bytes` (repo state), `stored_bytes`
+//! (history retained: grows on overwrite, shrinks on super-squash), `cas_bytes_received` (xorb
+//! bytes xet really sent), `http_bytes_received`, `requests`/`count_requests`/
+//! `wait_for_requests`. Knobs: `set_transfer` (xet/basic/none) and `faults()` (see `faults.rs`:
+//! 5xx/429 bursts, forced 401/403/404/409/412, applied-then-500, truncated/corrupted/aborted
+//! bodies, stalls, delays, CDN redirect of resolve, inline-size limit).
+//!
+//! Auth, like the Hub: a private repo is 404 `RepoNotFound` without a valid token; writes are
+//! 401 without one and 403 with a read token; an unknown token is 401 everywhere. The fake has
+//! no users: any valid token sees every repo.
+#![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod faults;
 mod routes;
@@ -32,6 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha1::Digest as _;
 use tokio_util::sync::CancellationToken;
 
+#[allow(unused_imports)] // not every user of this module names both
 pub use faults::{Action, Faults};
 
 /// What the LFS batch endpoint answers (`transfer` key) and whether xet tokens are served.
