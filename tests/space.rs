@@ -248,6 +248,106 @@ fn space_dockerfile_runtime_stage_is_the_root_one() {
     );
 }
 
+/// Stages of a Dockerfile as BuildKit parses them: name, ARG defaults, RUN shell lines.
+fn stages(file: &str) -> Vec<Value> {
+    let (ok, out) = run_py(&["tests/space/dockerfile_runs.py", file]);
+    assert!(ok, "{out}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The Space repo's Dockerfile fetches the source at a pinned ref: replay its fetch step (the
+/// RUN line itself, with the ARGs as env, as Docker runs it) against this repository.
+#[test]
+fn space_dockerfile_fetches_the_source_at_the_pinned_ref() {
+    let build = stages("spaces/huggingface/Dockerfile")
+        .into_iter()
+        .find(|s| s["stage"] == "build")
+        .expect("a build stage");
+    // The default ref is a release tag matching Cargo.toml's version (or a full commit id).
+    let default_ref = build["args"]["OPENCLAW_SPACE_REF"]
+        .as_str()
+        .expect("ARG OPENCLAW_SPACE_REF");
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    let is_commit = default_ref.len() == 40 && default_ref.chars().all(|c| c.is_ascii_hexdigit());
+    assert!(default_ref == version || is_commit, "OPENCLAW_SPACE_REF={default_ref}: pin the release tag {version} (or a commit id), not a branch");
+
+    let fetch = build["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|r| r.contains("git fetch"))
+        .expect("a RUN that fetches the source");
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // A throwaway clone with a tag, so the test neither needs the network nor tags this repo.
+    let src = tempfile::tempdir().unwrap();
+    let head = git(repo(), &["rev-parse", "HEAD"]);
+    git(
+        src.path(),
+        &["clone", "-q", "--no-local", repo().to_str().unwrap(), "."],
+    );
+    git(
+        src.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "tag",
+            "-a",
+            "-m",
+            "t",
+            &version,
+            &head,
+        ],
+    );
+    for reference in [version.as_str(), head.as_str()] {
+        let build_dir = tempfile::tempdir().unwrap();
+        let out = Command::new("sh")
+            .args(["-c", fetch])
+            .current_dir(build_dir.path())
+            .env(
+                "OPENCLAW_SPACE_REPO",
+                format!("file://{}", src.path().display()),
+            )
+            .env("OPENCLAW_SPACE_REF", reference)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fetch at {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            git(build_dir.path(), &["rev-parse", "HEAD"]),
+            head,
+            "checked out the wrong commit for {reference}"
+        );
+        for needed in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+            assert!(
+                build_dir.path().join(needed).is_file(),
+                "{needed} missing after the fetch at {reference}"
+            );
+        }
+    }
+}
+
 /// The image runs `cargo build --release --locked`: that fails if Cargo.lock is stale.
 #[test]
 fn cargo_lock_satisfies_the_locked_image_build() {
