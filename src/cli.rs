@@ -101,11 +101,7 @@ pub fn main() -> i32 {
         return run::main(settings, cmd);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match run::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("entrypoint: cannot start the async runtime: {e}");

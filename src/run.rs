@@ -33,11 +33,7 @@ pub fn main(settings: Settings, cmd: Option<Vec<OsString>>) -> i32 {
             return EX_STARTUP;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("entrypoint: cannot start the async runtime: {e}");
@@ -63,6 +59,15 @@ pub fn main(settings: Settings, cmd: Option<Vec<OsString>>) -> i32 {
     // Don't wait for blocking tasks (an upload cut short by the deadline).
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// The async runtime every command uses: two workers (a Space has two vCPUs; heavy work such
+/// as compression runs on blocking threads anyway).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 async fn service(
@@ -104,6 +109,9 @@ async fn service(
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(ka) = settings.keepalive.clone() {
         tasks.spawn(keepalive::run(ka, shutdown.clone()));
+    }
+    if let (true, true, Some(token)) = (is_openclaw, settings.auto_pair, settings.gateway_token.clone()) {
+        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {

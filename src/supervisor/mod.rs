@@ -116,6 +116,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            reaper: reaper::Reaper::default(),
+            route: Mutex::new(Route::Before(Vec::new())),
+            second: CancellationToken::new(),
+        }
+    }
+
     fn route(&self) -> MutexGuard<'_, Route> {
         self.route.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -156,11 +164,7 @@ impl Supervisor {
             }
         }
         let stream = signals::SignalStream::new()?;
-        let shared = Arc::new(Shared {
-            reaper: reaper::Reaper::default(),
-            route: Mutex::new(Route::Before(Vec::new())),
-            second: CancellationToken::new(),
-        });
+        let shared = Arc::new(Shared::new());
         tokio::spawn(collect(stream, shared.clone()));
         Ok(Supervisor {
             shared,
@@ -302,23 +306,31 @@ impl Supervisor {
                 return code;
             }
             last = Some(code);
+            restarts += 1;
             let delay = match decide(policy.restart, code, hooks) {
                 Decision::Exit => {
-                    info!(
-                        "{name} {exit}; not restarting (restart policy: {:?})",
-                        policy.restart
-                    );
+                    let policy = clap::ValueEnum::to_possible_value(&policy.restart);
+                    let policy = policy.as_ref().map_or("?", |v| v.get_name());
+                    info!("{name} {exit}; not restarting (restart policy {policy})");
                     return code;
                 }
-                Decision::Now => Duration::ZERO,
-                Decision::Backoff => backoff.next(started.elapsed()),
+                Decision::Now => {
+                    warn!(
+                        restarts,
+                        "{name} {exit} (config error, repaired); restarting now"
+                    );
+                    Duration::ZERO
+                }
+                Decision::Backoff => {
+                    let delay = backoff.next(started.elapsed());
+                    warn!(
+                        restarts,
+                        delay_ms = delay.as_millis() as u64,
+                        "{name} {exit}; restarting in {delay:?}"
+                    );
+                    delay
+                }
             };
-            restarts += 1;
-            warn!(
-                restarts,
-                delay_ms = delay.as_millis() as u64,
-                "{name} {exit}; restarting in {delay:?}"
-            );
             if let Some(code) = wait_backoff(delay, rx, shutdown, code).await {
                 shutdown.cancel();
                 return code;
@@ -553,6 +565,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -591,5 +604,123 @@ mod tests {
         // `never` means never: the hook (which may move files) is not even asked.
         assert_eq!(decide(Never, EX_CONFIG, &mut repair), Decision::Exit);
         assert_eq!(repair.0, 2);
+    }
+
+    /// `output()` end to end: fork/exec, stdout through the pipe, status through the reaper.
+    /// A `waitpid(-1)` here would steal other tests' children, so the body runs in a copy of
+    /// this test binary that runs only this test. There a task reaps every 5 ms in place of
+    /// the SIGCHLD-driven one (libtest's own threads don't block signals, so a signalfd would
+    /// miss some SIGCHLDs); the integration tests cover the signal path.
+    #[test]
+    fn output_gets_stdout_and_status_through_the_reaper() {
+        const INNER: &str = "ENTRYPOINT_TEST_OUTPUT_INNER";
+        const NAME: &str = "supervisor::tests::output_gets_stdout_and_status_through_the_reaper";
+        if std::env::var_os(INNER).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--nocapture"])
+                .env(INNER, "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sup = Supervisor {
+                shared: Arc::new(Shared::new()),
+                mask: SigSet::empty(),
+            };
+            let shared = sup.shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.reaper.reap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+
+            let got = sup
+                .output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[])
+                .await
+                .unwrap();
+            assert_eq!(got, (3, b"hello\n".to_vec()));
+            let env = [(OsString::from("X_TEST"), OsString::from("42"))];
+            assert_eq!(
+                sup.output("sh", &["-c", "echo $X_TEST"], &env)
+                    .await
+                    .unwrap(),
+                (0, b"42\n".to_vec())
+            );
+            // stdin is /dev/null: `cat` ends at once.
+            assert_eq!(sup.output("cat", &[], &[]).await.unwrap(), (0, Vec::new()));
+            let err = sup
+                .output("no-such-program-xyz", &[], &[])
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("no-such-program-xyz: not found on PATH"),
+                "{err}"
+            );
+            assert_eq!(
+                sup.output("sh", &["-c", "kill -TERM $$"], &[])
+                    .await
+                    .unwrap()
+                    .0,
+                128 + libc::SIGTERM
+            );
+
+            // Many at once: each status and output reaches its own caller.
+            let runs = (0..20).map(|i| {
+                let n = i.to_string();
+                let sup = &sup;
+                async move {
+                    (
+                        i,
+                        sup.output("sh", &["-c", "echo $1; exit $1", "sh", &n], &[])
+                            .await
+                            .unwrap(),
+                    )
+                }
+            });
+            for (i, (code, out)) in futures_util::future::join_all(runs).await {
+                assert_eq!(
+                    (code, String::from_utf8(out).unwrap()),
+                    (i, format!("{i}\n"))
+                );
+            }
+
+            // Giving up on a command (dropping the future) kills it, and it is reaped.
+            let dir = tempfile::tempdir().unwrap();
+            let pid_file = dir.path().join("pid");
+            let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+            let args = ["-c", script.as_str()];
+            tokio::select! {
+                r = sup.output("sh", &args, &[]) => panic!("sleep 30 returned: {r:?}"),
+                _ = poll(|| pid_file.exists()) => {}
+            }
+            let pid = std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .to_string();
+            poll(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+        });
+    }
+
+    /// Poll `cond` every 10 ms for up to 10 s.
+    async fn poll(cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition not met within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -156,8 +156,11 @@ impl Prepared {
     /// In the child, between fork and exec. Errors before exec are ignored on purpose (no
     /// terminal, an fd already in place): they don't stop the program from running.
     unsafe fn exec_child(&self, report: RawFd) -> ! {
+        // Only take the terminal if our group has it (not when we run as a background job).
+        let take_tty =
+            self.foreground && libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp();
         libc::setpgid(0, 0);
-        if self.foreground && libc::isatty(0) == 1 {
+        if take_tty {
             // Allowed from a background group because SIGTTOU is still blocked here.
             libc::tcsetpgrp(0, libc::getpid());
         }

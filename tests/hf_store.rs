@@ -1,0 +1,801 @@
+//! The `hf` store (src/store/hf.rs) against the fake Hub (tests/support/fakehub), in process:
+//! round trips, dataset creation and visibility, every fault knob, conflicts, bounded history
+//! with squash, xet dedupe, and that no error ever carries the token.
+
+#[path = "support/fakehub/mod.rs"]
+mod fakehub;
+
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fakehub::{Access, Action, Config, FakeHub, RepoType, Transfer};
+use openclaw_space::settings::{HfSettings, Secret};
+use openclaw_space::store::hf::HfStore;
+use openclaw_space::store::{self, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
+
+const WRITE: &str = "hf_test_write_0123456789abcdef";
+const READ: &str = "hf_test_read_0123456789abcdef";
+const UNKNOWN: &str = "hf_test_unknown_0123456789abcdef";
+const DS: &str = "alice/claw-backup";
+
+/// Keep xet fast to fail and quiet, and keep the proxy away from loopback. Set once, before
+/// any client exists (the xet runtime reads them when it starts).
+fn test_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Safe here: set once, before any test thread reads the environment.
+        std::env::set_var("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1");
+        std::env::set_var("HF_XET_TELEMETRY_ENABLED", "0");
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+        std::env::set_var("no_proxy", "127.0.0.1,localhost");
+    });
+}
+
+struct Rig {
+    hub: FakeHub,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start(transfer: Transfer) -> Rig {
+        test_env();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = FakeHub::start(Config {
+            transfer,
+            cas_dir: dir.path().join("cas"),
+            port: 0,
+        })
+        .await;
+        hub.add_token(WRITE, Access::Write);
+        hub.add_token(READ, Access::Read);
+        std::fs::create_dir_all(dir.path().join("scratch")).expect("scratch dir");
+        Rig { hub, dir }
+    }
+
+    fn settings(&self, token: Option<&str>) -> HfSettings {
+        HfSettings {
+            dataset: DS.to_string(),
+            token: token.map(Secret::new),
+            endpoint: Some(self.hub.endpoint().to_string()),
+            allow_public: false,
+            squash_every: 0,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    async fn store_with(&self, s: HfSettings) -> HfStore {
+        let mut store = HfStore::open(&s)
+            .await
+            .expect("open never touches the network");
+        store.set_commits_per_hour(0);
+        store
+    }
+
+    async fn store(&self) -> HfStore {
+        self.store_with(self.settings(Some(WRITE))).await
+    }
+
+    fn scratch(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    /// Write an archive file; returns its path and digest.
+    fn archive(&self, name: &str, data: &[u8]) -> (PathBuf, String) {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, data).expect("write archive");
+        (path, sha256_hex(data))
+    }
+
+    fn commits(&self) -> usize {
+        self.hub.commits(RepoType::Dataset, DS).len()
+    }
+
+    fn head(&self) -> String {
+        self.hub
+            .commits(RepoType::Dataset, DS)
+            .first()
+            .map(|c| c.oid.clone())
+            .unwrap_or_default()
+    }
+
+    fn commit_path(&self) -> String {
+        format!("/api/datasets/{DS}/commit/")
+    }
+}
+
+/// Deterministic, poorly compressible bytes.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Every error is one line and free of every token the tests use.
+fn assert_clean(e: &StoreError) {
+    let text = format!("{e} {e:?}");
+    for secret in [WRITE, READ, UNKNOWN] {
+        assert!(!text.contains(secret), "token leaked into an error: {text}");
+    }
+    assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+}
+
+fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>) -> StoreError {
+    let e = r.expect_err("expected an error");
+    assert_clean(&e);
+    e
+}
+
+/// Fetch, and check the file holds exactly the bytes the store hashed.
+async fn fetch(
+    store: &HfStore,
+    scratch: &Path,
+) -> Result<Option<(Vec<u8>, store::Fetched)>, StoreError> {
+    let fetched = store.fetch_latest(scratch).await?;
+    Ok(fetched.map(|f| {
+        let bytes = std::fs::read(&f.archive).expect("read fetched archive");
+        assert_eq!(
+            sha256_hex(&bytes),
+            f.actual_sha256,
+            "actual_sha256 must be the hash of the file on disk"
+        );
+        assert_eq!(bytes.len() as u64, f.size);
+        (bytes, f)
+    }))
+}
+
+#[tokio::test]
+async fn fresh_dataset_round_trip_creates_a_private_dataset_in_one_commit() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+
+    // Nothing there yet: a positive "no backup", and fetching does not create the dataset.
+    assert!(fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .is_none());
+    assert!(store.head().await.expect("head").is_none());
+    assert!(!rig.hub.repo_exists(RepoType::Dataset, DS));
+
+    let data = pseudo_random(3 << 20, 1);
+    let (path, sha) = rig.archive("a.tar.gz", &data);
+    let version = store.put(&path, &sha).await.expect("put");
+    assert_eq!(
+        rig.hub.repo_is_private(RepoType::Dataset, DS),
+        Some(true),
+        "created private"
+    );
+    assert_eq!(version.as_deref(), Some(rig.head().as_str()));
+    // Initial commit + exactly one backup commit holding both files.
+    assert_eq!(rig.commits(), 2);
+    let files = rig.hub.head_files(RepoType::Dataset, DS);
+    assert_eq!(files[ARCHIVE_NAME].sha256, sha);
+    assert!(
+        files[ARCHIVE_NAME].xet_hash.is_some(),
+        "archive went up through xet"
+    );
+    assert_eq!(
+        rig.hub
+            .file_bytes(RepoType::Dataset, DS, SIDECAR_NAME)
+            .as_deref(),
+        Some(sha.as_bytes())
+    );
+
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("a backup");
+    assert_eq!(bytes, data);
+    assert_eq!(f.expected_sha256, sha);
+    assert_eq!(f.actual_sha256, sha);
+    assert!(f.archive.starts_with(rig.scratch()));
+
+    let info = store.head().await.expect("head").expect("a backup");
+    assert_eq!(info.sha256, sha);
+    assert_eq!(info.size, Some(data.len() as u64));
+    assert_eq!(info.version, version);
+}
+
+#[tokio::test]
+async fn public_dataset_is_refused_unless_allowed() {
+    let rig = Rig::start(Transfer::Xet).await;
+    rig.hub.create_repo(RepoType::Dataset, DS, false);
+    let (path, sha) = rig.archive("a.tar.gz", b"archive");
+
+    let store = rig.store().await;
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    assert!(e.to_string().contains("ENTRYPOINT_HF_ALLOW_PUBLIC"), "{e}");
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    assert_eq!(rig.commits(), 1, "nothing written to the public dataset");
+
+    let mut s = rig.settings(Some(WRITE));
+    s.allow_public = true;
+    let store = rig.store_with(s).await;
+    store.put(&path, &sha).await.expect("allowed");
+    assert_eq!(rig.commits(), 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_commit_exactly_once() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(64 << 10, 2));
+    store.put(&path, &sha).await.expect("first put");
+    let before = rig.commits();
+
+    // A burst of 5xx on whatever comes next (info, preupload, ...), then on the commit itself.
+    rig.hub.faults().add(None, "/api/", 2, Action::Status(503));
+    rig.hub
+        .faults()
+        .add(Some("POST"), &rig.commit_path(), 1, Action::Status(500));
+    let (path, sha) = rig.archive("b.tar.gz", &pseudo_random(64 << 10, 3));
+    store
+        .put(&path, &sha)
+        .await
+        .expect("put succeeds after retries");
+    assert_eq!(rig.commits(), before + 1, "exactly one new commit");
+    assert_eq!(rig.hub.faults().pending(), 0, "all faults fired");
+
+    // The Hub applies the commit but answers 500: the store must notice, not commit again.
+    rig.hub.faults().add(
+        Some("POST"),
+        &rig.commit_path(),
+        1,
+        Action::StatusAfter(500),
+    );
+    let (path, sha) = rig.archive("c.tar.gz", &pseudo_random(64 << 10, 4));
+    let version = store
+        .put(&path, &sha)
+        .await
+        .expect("landed despite the 500");
+    assert_eq!(rig.commits(), before + 2, "exactly one new commit, not two");
+    assert_eq!(version.as_deref(), Some(rig.head().as_str()));
+    assert_eq!(
+        rig.hub.count_requests("POST", &rig.commit_path()),
+        4,
+        "3 commit tries + 1 first put"
+    );
+
+    // The next put still builds on the right parent.
+    let (path, sha) = rig.archive("d.tar.gz", &pseudo_random(64 << 10, 5));
+    store
+        .put(&path, &sha)
+        .await
+        .expect("put after a landed-despite-error commit");
+    assert_eq!(rig.commits(), before + 3);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_give_unavailable() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    rig.hub.faults().always(None, "/api/", Action::Status(502));
+    let t = Instant::now();
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.is_transient());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "bounded retries: {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_waits_for_retry_after_then_succeeds() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    let (path, sha) = rig.archive("a.tar.gz", b"small archive");
+    store.put(&path, &sha).await.expect("put");
+
+    rig.hub.faults().add(
+        None,
+        &format!("/api/datasets/{DS}"),
+        1,
+        Action::RateLimited {
+            retry_after_secs: 2,
+        },
+    );
+    let t = Instant::now();
+    let (bytes, _) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch after the 429")
+        .expect("backup");
+    let waited = t.elapsed();
+    assert_eq!(bytes, b"small archive");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "honoured Retry-After: waited {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(6),
+        "did not wait much longer: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn long_rate_limit_pauses_the_store_without_hammering() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    rig.hub.faults().add(
+        None,
+        "/api/",
+        1,
+        Action::RateLimited {
+            retry_after_secs: 600,
+        },
+    );
+    let t = Instant::now();
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("429")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "did not sit out 10 minutes"
+    );
+    let sent = rig.hub.requests().len();
+    let (path, sha) = rig.archive("a.tar.gz", b"x");
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
+}
+
+#[tokio::test]
+async fn corrupted_or_truncated_downloads_are_never_ok_with_bad_data() {
+    // Basic transfer: the archive is served by the resolve GET, where the faults bite.
+    let rig = Rig::start(Transfer::Basic).await;
+    let store = rig.store().await;
+    let data = pseudo_random(256 << 10, 6);
+    let (path, sha) = rig.archive("a.tar.gz", &data);
+    let version = store
+        .put(&path, &sha)
+        .await
+        .expect("put")
+        .expect("commit id");
+    let archive_get = format!("/datasets/{DS}/resolve/{version}/{ARCHIVE_NAME}");
+
+    // A flipped byte: Ok, but the digests differ (the caller compares and refuses).
+    rig.hub
+        .faults()
+        .add(Some("GET"), &archive_get, 1, Action::Corrupt);
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("backup");
+    assert_ne!(bytes, data);
+    assert_eq!(f.expected_sha256, sha);
+    assert_ne!(f.actual_sha256, f.expected_sha256);
+
+    // A silent truncation (matching Content-Length), every time: a Corrupt error.
+    rig.hub
+        .faults()
+        .always(Some("GET"), &archive_get, Action::Truncate(1000));
+    let e = expect_err(fetch(&store, &rig.scratch()).await);
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    rig.hub.faults().clear();
+
+    // A connection dropped mid-body once: retried, and then the good bytes.
+    rig.hub
+        .faults()
+        .add(Some("GET"), &archive_get, 1, Action::Abort(4096));
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("backup");
+    assert_eq!(bytes, data);
+    assert_eq!(f.actual_sha256, sha);
+
+    // A corrupted sidecar: a Corrupt error or a digest mismatch, never a match.
+    let sidecar_get = format!("/datasets/{DS}/resolve/{version}/{SIDECAR_NAME}");
+    rig.hub
+        .faults()
+        .add(Some("GET"), &sidecar_get, 1, Action::Corrupt);
+    let mut fetched_ok = 2;
+    match fetch(&store, &rig.scratch()).await {
+        Ok(Some((_, f))) => {
+            assert_ne!(f.expected_sha256, f.actual_sha256);
+            fetched_ok += 1;
+        }
+        Ok(None) => panic!("a corrupted sidecar is not 'no backup'"),
+        Err(e) => {
+            assert_clean(&e);
+            assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        }
+    }
+    // Failed fetches leave nothing behind in scratch; successful ones leave the caller's file.
+    let left: Vec<_> = std::fs::read_dir(rig.scratch())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(left.len(), fetched_ok, "{left:?}");
+}
+
+#[tokio::test]
+async fn stalled_responses_time_out_within_the_configured_timeout() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let mut s = rig.settings(Some(WRITE));
+    s.timeout = Duration::from_secs(1);
+    let store = rig.store_with(s).await;
+    let (path, sha) = rig.archive("a.tar.gz", b"archive");
+    store.put(&path, &sha).await.expect("put");
+
+    rig.hub
+        .faults()
+        .add(None, &format!("/api/datasets/{DS}"), 1, Action::Stall);
+    let t = Instant::now();
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("timed out")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1800),
+        "timed out after {:?}",
+        t.elapsed()
+    );
+
+    // A stalled commit: an error within the upload deadline, and nothing committed twice.
+    let before = rig.commits();
+    rig.hub
+        .faults()
+        .add(Some("POST"), &rig.commit_path(), 1, Action::Stall);
+    let t = Instant::now();
+    let (path, sha) = rig.archive("b.tar.gz", b"archive two");
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("timed out")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "timed out after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(rig.commits(), before);
+    // And the store recovers.
+    store.put(&path, &sha).await.expect("put after the stall");
+}
+
+#[tokio::test]
+async fn rejected_token_is_unauthorized_and_read_only_token_is_forbidden() {
+    let rig = Rig::start(Transfer::Xet).await;
+    rig.hub.create_repo(RepoType::Dataset, DS, true);
+    let (path, sha) = rig.archive("a.tar.gz", b"archive");
+
+    let store = rig.store_with(rig.settings(Some(UNKNOWN))).await;
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(
+        matches!(e, StoreError::Unauthorized(ref m) if m.contains("HF_TOKEN was rejected")),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("https://huggingface.co/settings/tokens"),
+        "{e}"
+    );
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(matches!(e, StoreError::Unauthorized(_)), "{e:?}");
+
+    let store = rig.store_with(rig.settings(None)).await;
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Unauthorized(ref m) if m.contains("HF_TOKEN is not set")),
+        "{e:?}"
+    );
+
+    let store = rig.store_with(rig.settings(Some(READ))).await;
+    assert!(fetch(&store, &rig.scratch())
+        .await
+        .expect("a read token may read")
+        .is_none());
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Forbidden(ref m) if m.contains("write access")),
+        "{e:?}"
+    );
+    assert_eq!(rig.commits(), 1);
+
+    // Injected 401/403 on any call map the same way.
+    let store = rig.store().await;
+    rig.hub.faults().add(None, "/api/", 1, Action::Status(401));
+    assert!(matches!(
+        expect_err(store.head().await),
+        StoreError::Unauthorized(_)
+    ));
+    rig.hub.faults().add(None, "/api/", 1, Action::Status(403));
+    assert!(matches!(
+        expect_err(store.head().await),
+        StoreError::Forbidden(_)
+    ));
+}
+
+#[tokio::test]
+async fn missing_dataset_or_files_mean_no_backup() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    // Dataset absent.
+    assert!(fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .is_none());
+    // Dataset present, no backup in it.
+    rig.hub.create_repo(RepoType::Dataset, DS, true);
+    assert!(fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .is_none());
+    // A 404 injected on the dataset (as the Hub answers for a repo it hides): no backup.
+    rig.hub.faults().add(
+        None,
+        &format!("/api/datasets/{DS}"),
+        1,
+        Action::StatusWithCode(404, "RepoNotFound".into()),
+    );
+    assert!(fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .is_none());
+}
+
+#[tokio::test]
+async fn concurrent_writer_is_detected_not_overwritten() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let ours = rig.store().await;
+    let theirs = rig.store().await;
+    let (a, sha_a) = rig.archive("a.tar.gz", b"ours 1");
+    ours.put(&a, &sha_a).await.expect("put");
+
+    // Another writer publishes in between.
+    let (b, sha_b) = rig.archive("b.tar.gz", b"theirs");
+    theirs.put(&b, &sha_b).await.expect("their put");
+    let their_head = rig.head();
+
+    let (c, sha_c) = rig.archive("c.tar.gz", b"ours 2");
+    let e = expect_err(ours.put(&c, &sha_c).await);
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(rig.head(), their_head, "nothing overwritten");
+    assert_eq!(
+        rig.hub
+            .file_bytes(RepoType::Dataset, DS, SIDECAR_NAME)
+            .as_deref(),
+        Some(sha_b.as_bytes())
+    );
+
+    // The Hub itself refusing a stale parent (412, the race the store cannot see coming).
+    rig.hub
+        .faults()
+        .add(Some("POST"), &rig.commit_path(), 1, Action::Status(412));
+    let e = expect_err(ours.put(&c, &sha_c).await);
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(rig.head(), their_head, "nothing overwritten");
+
+    // Documented: after reporting the conflict, the next backup publishes on top.
+    ours.put(&c, &sha_c)
+        .await
+        .expect("next put builds on the new head");
+    assert_eq!(
+        rig.hub
+            .file_bytes(RepoType::Dataset, DS, SIDECAR_NAME)
+            .as_deref(),
+        Some(sha_c.as_bytes())
+    );
+}
+
+#[tokio::test]
+async fn non_xet_transfers_fall_back_to_inline_commits() {
+    for transfer in [Transfer::Basic, Transfer::None] {
+        let rig = Rig::start(transfer).await;
+        let store = rig.store().await;
+        let data = pseudo_random(200 << 10, 7);
+        let (path, sha) = rig.archive("a.tar.gz", &data);
+        store.put(&path, &sha).await.expect("inline put");
+        assert_eq!(rig.commits(), 2, "{transfer:?}: one commit");
+        assert!(rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME]
+            .xet_hash
+            .is_none());
+        let (bytes, f) = fetch(&store, &rig.scratch())
+            .await
+            .expect("fetch")
+            .expect("backup");
+        assert_eq!(bytes, data, "{transfer:?}");
+        assert_eq!(f.expected_sha256, f.actual_sha256);
+
+        // Like the real Hub, refuse big inline binaries: a clear, non-transient error.
+        rig.hub.faults().set_max_inline_bytes(Some(100 << 10));
+        let e = expect_err(store.put(&path, &sha).await);
+        assert!(
+            matches!(e, StoreError::Other(ref m) if m.contains("400")),
+            "{transfer:?}: {e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn squash_keeps_retained_storage_bounded_over_1000_puts() {
+    let rig = Rig::start(Transfer::Basic).await;
+    let mut s = rig.settings(Some(WRITE));
+    s.squash_every = 2;
+    let store = rig.store_with(s).await;
+    let size = 16 << 10;
+    let mut max_retained = 0;
+    let t = Instant::now();
+    for i in 0..1000u64 {
+        let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(size, 1000 + i));
+        store
+            .put(&path, &sha)
+            .await
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+        max_retained = max_retained.max(rig.hub.stored_bytes(RepoType::Dataset, DS));
+    }
+    let elapsed = t.elapsed();
+    eprintln!(
+        "1000 puts in {elapsed:?}; max retained {max_retained} bytes ({:.2} archives)",
+        max_retained as f64 / size as f64
+    );
+    assert!(
+        max_retained < 3 * size as u64,
+        "retained {max_retained} bytes >= 3 x {size}"
+    );
+    assert!(
+        rig.commits() <= 3,
+        "history stays short: {} commits",
+        rig.commits()
+    );
+    assert_eq!(
+        rig.hub
+            .count_requests("POST", &format!("/api/datasets/{DS}/super-squash/")),
+        500
+    );
+}
+
+#[tokio::test]
+async fn xet_uploads_only_the_changed_chunks() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let store = rig.store().await;
+    let size = 50 << 20;
+    let mut data = pseudo_random(size, 8);
+    let (path, sha) = rig.archive("a.tar", &data);
+    store.put(&path, &sha).await.expect("first put");
+    let first = rig.hub.cas_bytes_received();
+
+    // A small change in the middle, as a dedupe-friendly archive would show after a small edit.
+    let mid = size / 2;
+    data[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 9));
+    let (path, sha) = rig.archive("b.tar", &data);
+    store.put(&path, &sha).await.expect("second put");
+    let second = rig.hub.cas_bytes_received() - first;
+    let ratio = second as f64 / size as f64;
+    eprintln!(
+        "xet: first upload {first} bytes, second {second} bytes = {:.3}% of {size}",
+        ratio * 100.0
+    );
+    assert!(
+        ratio <= 0.03,
+        "second upload sent {:.2}% of the archive",
+        ratio * 100.0
+    );
+
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("backup");
+    assert!(bytes == data, "xet round trip is byte-identical");
+    assert_eq!(f.actual_sha256, sha);
+}
+
+/// The seed script's layout, written by the official Python client (two commits, tar.gz with
+/// root entry `.openclaw/`, bare-hex sidecar), is fetched and then built upon.
+#[tokio::test]
+async fn seed_backup_uploaded_by_the_python_client_is_fetched() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let py = python_venv().await;
+    let seed = r#"
+import hashlib, io, json, sys, tarfile
+from huggingface_hub import HfApi
+repo, out = sys.argv[1], sys.argv[2]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    for name, data in [(".openclaw/openclaw.json", json.dumps({"gateway": {"port": 7860}}).encode()),
+                       (".openclaw/agents/main/notes.md", b"x" * 300000)]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+data = buf.getvalue()
+open(out, "wb").write(data)
+sha = hashlib.sha256(data).hexdigest()
+api = HfApi()
+api.create_repo(repo, repo_type="dataset", private=True, exist_ok=True)
+api.upload_file(path_or_fileobj=out, path_in_repo="latest_backup.tar.gz", repo_id=repo, repo_type="dataset")
+api.upload_file(path_or_fileobj=sha.encode(), path_in_repo="latest_backup.sha256", repo_id=repo, repo_type="dataset")
+print("SEED UPLOADED", sha)
+"#;
+    let out_path = rig.dir.path().join("seed.tar.gz");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&py)
+            .args(["-c", seed, DS])
+            .arg(&out_path)
+            .env("HF_ENDPOINT", rig.hub.endpoint())
+            .env("HF_TOKEN", WRITE)
+            .env("HF_HOME", rig.dir.path().join("hf-home"))
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+            .env("HF_XET_TELEMETRY_ENABLED", "0")
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            .env_remove("HF_HUB_DISABLE_XET")
+            .env_remove("HF_TOKEN_PATH")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the seed upload took over 2 minutes")
+    .expect("cannot run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SEED UPLOADED"),
+        "python seed upload failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seed_bytes = std::fs::read(&out_path).expect("seed archive");
+    assert_eq!(
+        rig.commits(),
+        3,
+        "seed layout: two separate commits after the initial one"
+    );
+    assert!(rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME]
+        .xet_hash
+        .is_some());
+
+    let store = rig.store().await;
+    let (bytes, f) = fetch(&store, &rig.scratch())
+        .await
+        .expect("fetch")
+        .expect("the seed backup");
+    assert_eq!(bytes, seed_bytes);
+    assert_eq!(f.expected_sha256, sha256_hex(&seed_bytes));
+    assert_eq!(f.actual_sha256, f.expected_sha256);
+
+    // And our first upload builds on the seed's history.
+    let (path, sha) = rig.archive("next.tar.gz", b"next");
+    store
+        .put(&path, &sha)
+        .await
+        .expect("put on top of the seed");
+    assert_eq!(rig.commits(), 4);
+}
+
+/// The Python venv with huggingface_hub + hf_xet (scripts/python-venv.sh, cached).
+async fn python_venv() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(script).output(),
+    )
+    .await
+    .expect("scripts/python-venv.sh took over 10 minutes")
+    .expect("cannot run scripts/python-venv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/python-venv.sh failed (needs python3 and PyPI):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
