@@ -702,11 +702,20 @@ mod tests {
 
     #[test]
     fn keepalive_sends_hf_token_only_to_the_space_itself() {
-        let s = load(&[("ENTRYPOINT_KEEPALIVE", "1"), ("SPACE_HOST", "a-b.hf.space"), ("HF_TOKEN", "hf_x")]).unwrap();
+        let s = load(&[
+            ("ENTRYPOINT_KEEPALIVE", "1"),
+            ("SPACE_HOST", "a-b.hf.space"),
+            ("HF_TOKEN", "hf_x"),
+        ])
+        .unwrap();
         let ka = s.keepalive.unwrap();
         assert_eq!(ka.url, "https://a-b.hf.space/healthz");
         assert_eq!(ka.token.as_ref().map(Secret::expose), Some("hf_x"));
-        for url in ["https://monitor.example/ping", "http://a-b.hf.space/healthz", "https://a-b.hf.space.evil.example/x"] {
+        for url in [
+            "https://monitor.example/ping",
+            "http://a-b.hf.space/healthz",
+            "https://a-b.hf.space.evil.example/x",
+        ] {
             let s = load(&[
                 ("ENTRYPOINT_KEEPALIVE", "1"),
                 ("ENTRYPOINT_KEEPALIVE_URL", url),
@@ -716,7 +725,9 @@ mod tests {
             .unwrap();
             assert!(s.keepalive.unwrap().token.is_none(), "{url}");
         }
-        assert!(load(&[("ENTRYPOINT_KEEPALIVE", "1")]).unwrap_err().var == "ENTRYPOINT_KEEPALIVE_URL");
+        assert!(
+            load(&[("ENTRYPOINT_KEEPALIVE", "1")]).unwrap_err().var == "ENTRYPOINT_KEEPALIVE_URL"
+        );
     }
 
     #[test]

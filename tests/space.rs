@@ -4,6 +4,8 @@
 //!   `scripts/docker-venv.sh`) and checked by `scripts/check-dockerfile.py`; each rule is also
 //!   shown to fire on a Dockerfile that breaks it.
 //! - The Space card's YAML front matter is parsed by PyYAML (`scripts/check-space-card.py`).
+//! - Keep-alive through the real binary: `entrypoint run` pings a loopback server, `status`
+//!   keeps the token it would send to the Space redacted.
 //! - The runtime image's layout is replayed here (`tests/space/replay.py`, as root in fresh
 //!   mount + network namespaces): uid 1000, HOME=/home/user, the data dir chosen for each kind of
 //!   `/data`, and finally the real gateway under `entrypoint run`, answering `/healthz` and
@@ -248,6 +250,106 @@ fn space_dockerfile_runtime_stage_is_the_root_one() {
     );
 }
 
+/// Stages of a Dockerfile as BuildKit parses them: name, ARG defaults, RUN shell lines.
+fn stages(file: &str) -> Vec<Value> {
+    let (ok, out) = run_py(&["tests/space/dockerfile_runs.py", file]);
+    assert!(ok, "{out}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The Space repo's Dockerfile fetches the source at a pinned ref: replay its fetch step (the
+/// RUN line itself, with the ARGs as env, as Docker runs it) against this repository.
+#[test]
+fn space_dockerfile_fetches_the_source_at_the_pinned_ref() {
+    let build = stages("spaces/huggingface/Dockerfile")
+        .into_iter()
+        .find(|s| s["stage"] == "build")
+        .expect("a build stage");
+    // The default ref is a release tag matching Cargo.toml's version (or a full commit id).
+    let default_ref = build["args"]["OPENCLAW_SPACE_REF"]
+        .as_str()
+        .expect("ARG OPENCLAW_SPACE_REF");
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    let is_commit = default_ref.len() == 40 && default_ref.chars().all(|c| c.is_ascii_hexdigit());
+    assert!(default_ref == version || is_commit, "OPENCLAW_SPACE_REF={default_ref}: pin the release tag {version} (or a commit id), not a branch");
+
+    let fetch = build["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|r| r.contains("git fetch"))
+        .expect("a RUN that fetches the source");
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // A throwaway clone with a tag, so the test neither needs the network nor tags this repo.
+    let src = tempfile::tempdir().unwrap();
+    let head = git(repo(), &["rev-parse", "HEAD"]);
+    git(
+        src.path(),
+        &["clone", "-q", "--no-local", repo().to_str().unwrap(), "."],
+    );
+    git(
+        src.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "tag",
+            "-a",
+            "-m",
+            "t",
+            &version,
+            &head,
+        ],
+    );
+    for reference in [version.as_str(), head.as_str()] {
+        let build_dir = tempfile::tempdir().unwrap();
+        let out = Command::new("sh")
+            .args(["-c", fetch])
+            .current_dir(build_dir.path())
+            .env(
+                "OPENCLAW_SPACE_REPO",
+                format!("file://{}", src.path().display()),
+            )
+            .env("OPENCLAW_SPACE_REF", reference)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fetch at {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            git(build_dir.path(), &["rev-parse", "HEAD"]),
+            head,
+            "checked out the wrong commit for {reference}"
+        );
+        for needed in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+            assert!(
+                build_dir.path().join(needed).is_file(),
+                "{needed} missing after the fetch at {reference}"
+            );
+        }
+    }
+}
+
 /// The image runs `cargo build --release --locked`: that fails if Cargo.lock is stale.
 #[test]
 fn cargo_lock_satisfies_the_locked_image_build() {
@@ -394,6 +496,129 @@ fn guide_covers_the_settings_and_its_patch_example_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("${MINIMAX_API_KEY}"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive, wired through settings and `run`
+
+/// A loopback HTTP server answering 200 to everything; returns its port and the request lines.
+fn counting_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            log.lock().unwrap().push(head.join("\n"));
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn keepalive_pings_while_run_supervises_a_child_and_stops_with_it() {
+    let (port, seen) = counting_server();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_entrypoint"))
+        .args(["run", "--", "sleep", "60"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", data.path())
+        .env("ENTRYPOINT_DATA_DIR", data.path())
+        .env("ENTRYPOINT_KEEPALIVE", "1")
+        .env(
+            "ENTRYPOINT_KEEPALIVE_URL",
+            format!("http://127.0.0.1:{port}/healthz"),
+        )
+        .env("ENTRYPOINT_KEEPALIVE_INTERVAL", "200ms")
+        .env("HF_TOKEN", "hf_not_for_third_parties")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 2
+        && std::time::Instant::now() < deadline
+        && child.try_wait().unwrap().is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pings = seen.lock().unwrap().clone();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        pings.len() >= 2,
+        "fewer than 2 keep-alive requests arrived: {pings:?}\n{stderr}"
+    );
+    assert!(pings[0].starts_with("GET /healthz HTTP/1.1"), "{pings:?}");
+    // A URL that is not the Space's own host never gets the token.
+    assert!(
+        pings
+            .iter()
+            .all(|p| !p.to_ascii_lowercase().contains("authorization")),
+        "{pings:?}"
+    );
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_secs(10),
+        "run took {:?} to stop",
+        stopped.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "keep-alive on: GET http://127.0.0.1:{port}/healthz"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("keep-alive: GET"),
+        "a healthy target must not log failures: {stderr}"
+    );
+}
+
+#[test]
+fn status_never_shows_the_keepalive_token() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_entrypoint"))
+        .args(["status", "--json"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("ENTRYPOINT_DATA_DIR", "/nonexistent-data")
+        .env("SPACE_HOST", "alice-claw.hf.space")
+        .env("HF_TOKEN", "hf_keepalive_status_secret")
+        .env("ENTRYPOINT_KEEPALIVE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["settings"]["keepalive"]["url"],
+        "https://alice-claw.hf.space/healthz"
+    );
+    assert_eq!(v["settings"]["keepalive"]["token"], "<redacted>");
+    assert!(!stdout.contains("hf_keepalive_status_secret"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------------------------
