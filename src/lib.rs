@@ -24,4 +24,3 @@ pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod supervisor;
-

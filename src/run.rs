@@ -110,7 +110,11 @@ async fn service(
     if let Some(ka) = settings.keepalive.clone() {
         tasks.spawn(keepalive::run(ka, shutdown.clone()));
     }
-    if let (true, true, Some(token)) = (is_openclaw, settings.auto_pair, settings.gateway_token.clone()) {
+    if let (true, true, Some(token)) = (
+        is_openclaw,
+        settings.auto_pair,
+        settings.gateway_token.clone(),
+    ) {
         tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
@@ -123,7 +127,7 @@ async fn service(
     info!(
         startup_ms = started.elapsed().as_millis() as u64,
         "starting {}",
-        crate::settings::display_cmd(&[spec.program.clone()])
+        spec.program.to_string_lossy()
     );
 
     let mut hooks = ConfigRecovery {

@@ -5,7 +5,6 @@
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
 
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
