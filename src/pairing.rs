@@ -151,6 +151,11 @@ async fn session(port: u16, token: &Secret, shutdown: &CancellationToken) -> any
             }
             Some(Ok(_)) => continue,
         };
+        // Holding operator.admin, this socket also gets every chat/session event; skip those
+        // without parsing (a substring test) so streamed replies cost next to nothing here.
+        if !raw.contains("device.pair.requested") && !raw.contains(r#""type":"res""#) {
+            continue;
+        }
         let Ok(frame) = serde_json::from_str::<Value>(&raw) else {
             continue;
         };

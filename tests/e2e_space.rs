@@ -46,24 +46,41 @@ fn script_path(script: &str, path_prepend: Option<&Path>) -> PathBuf {
     if let Some(p) = path_prepend {
         cmd.env("PATH", prepend_path(p));
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("{script}: cannot run: {e}"));
-    assert!(out.status.success(), "{script} failed ({}); see its output above", out.status);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed ({}); see its output above",
+        out.status
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
 }
 
 fn prepend_path(dir: &Path) -> String {
-    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Everything the test started, torn down in reverse on drop (also when an assertion fails).
@@ -106,15 +123,24 @@ impl World {
     }
 
     fn up() -> World {
-        assert!(nix::unistd::geteuid().is_root(), "the end-to-end test needs root (network and PID namespaces)");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the end-to-end test needs root (network and PID namespaces)"
+        );
         let oc_bin = script_path("scripts/install-openclaw.sh", None);
         let node_modules = script_path("scripts/e2e-deps.sh", Some(&oc_bin));
-        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("e2e-artifacts");
+        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("target dir")
+            .join("e2e-artifacts");
         let _ = fs::remove_dir_all(&artifacts);
         fs::create_dir_all(&artifacts).expect("artifacts dir");
         let prefix = format!("oce{}", std::process::id() % 100_000);
         let ns_script = repo().join("tests/e2e/netns.sh");
-        let _ = Command::new("bash").arg(&ns_script).args(["down", &prefix]).status();
+        let _ = Command::new("bash")
+            .arg(&ns_script)
+            .args(["down", &prefix])
+            .status();
         run_ok(Command::new("bash").arg(&ns_script).args(["up", &prefix]));
         let tmp = tempfile::tempdir().expect("tempdir");
         for d in ["data", "store", "home", "nginx", "profile"] {
@@ -149,9 +175,16 @@ impl World {
             .spawn()
             .expect("fake provider");
         self.daemons.push(child);
-        wait_for(Duration::from_secs(30), "the fake model provider to listen", || {
-            fs::read_to_string(&log).ok().filter(|l| l.contains("listening")).map(|_| ())
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the fake model provider to listen",
+            || {
+                fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.contains("listening"))
+                    .map(|_| ())
+            },
+        );
     }
 
     fn start_proxy(&mut self) {
@@ -200,7 +233,10 @@ impl World {
             .env("HOME", self.tmp.path().join("home"))
             .env("ENTRYPOINT_DATA_DIR", self.data_dir())
             .env("ENTRYPOINT_BACKUP_DIR", self.store_dir())
-            .env("ENTRYPOINT_LOG_FORMAT", "text")
+            .env("ENTRYPOINT_LOG_FORMAT", "human")
+            // The gateway drains for up to 315 s; under the load of parallel runs 10 s (the
+            // default) is not always enough for a clean stop.
+            .env("ENTRYPOINT_STOP_TIMEOUT", "60s")
             .env("OPENCLAW_GATEWAY_TOKEN", &self.token)
             .env("MINIMAX_API_KEY", "mk-e2e-fake-key")
             .env("PORT", PORT.to_string())
@@ -224,11 +260,21 @@ impl World {
     fn stop_space(&mut self) -> i32 {
         let child = self.space.as_mut().expect("space running");
         let outer = child.id() as i32;
-        let pid1 = wait_for(Duration::from_secs(10), "the entrypoint (PID 1) to exist", || {
-            support::pid1::children(outer).first().copied()
-        });
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid1), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let status = wait_for(Duration::from_secs(120), "the Space to stop after SIGTERM", || child.try_wait().ok().flatten());
+        let pid1 = wait_for(
+            Duration::from_secs(10),
+            "the entrypoint (PID 1) to exist",
+            || support::pid1::children(outer).first().copied(),
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid1),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        let status = wait_for(
+            Duration::from_secs(120),
+            "the Space to stop after SIGTERM",
+            || child.try_wait().ok().flatten(),
+        );
         self.space = None;
         status.code().unwrap_or(-1)
     }
@@ -236,7 +282,16 @@ impl World {
     /// HTTP status of a request made with curl from namespace `ns` ("000": no answer).
     fn curl_status(&self, ns: &str, url: &str, headers: &[&str]) -> String {
         let mut c = self.in_ns(ns, "curl");
-        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--http1.1"]);
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--http1.1",
+        ]);
         for h in headers {
             c.args(["-H", h]);
         }
@@ -245,7 +300,13 @@ impl World {
     }
 
     /// Run one browser scenario (`tests/e2e/browser.mjs`) in the client namespace.
-    fn browser(&self, name: &str, profile: &str, token: Option<&str>, extra: Value) -> (bool, Vec<Value>) {
+    fn browser(
+        &mut self,
+        name: &str,
+        profile: &str,
+        token: Option<&str>,
+        extra: Value,
+    ) -> (bool, Vec<Value>) {
         let mut scenario = json!({
             "url": format!("http://{HOST}/"), "host": HOST, "proxy": PROXY_IP,
             "profile": self.tmp.path().join("profile").join(profile),
@@ -254,17 +315,42 @@ impl World {
         if let (Some(s), Some(e)) = (scenario.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
-        let out = self
+        let mut child = self
             .in_ns("client", self.oc_bin.join("node"))
             .arg(repo().join("tests/e2e/browser.mjs"))
             .arg(scenario.to_string())
             .env("E2E_NODE_MODULES", &self.node_modules)
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .output()
+            .spawn()
             .expect("browser driver");
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        // The driver has its own deadline; stop early if the Space died meanwhile.
+        wait_for(
+            START_DEADLINE + Duration::from_secs(60),
+            "the browser driver",
+            || {
+                if let Some(space) = self.space.as_mut() {
+                    if let Ok(Some(status)) = space.try_wait() {
+                        let _ = child.kill();
+                        panic!(
+                            "the Space exited ({status}) while browser {name} ran; log:\n{}",
+                            self.entrypoint_log(self.space_runs)
+                        );
+                    }
+                }
+                child.try_wait().ok().flatten()
+            },
+        );
+        let out = child.wait_with_output().expect("browser output");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         fs::write(self.artifacts.join(format!("{name}.jsonl")), &out.stdout).expect("browser log");
-        eprintln!("browser {name}: {}", lines.last().map(Value::to_string).unwrap_or_default());
+        eprintln!(
+            "browser {name}: {}",
+            lines.last().map(Value::to_string).unwrap_or_default()
+        );
         (out.status.success(), lines)
     }
 }
@@ -274,7 +360,10 @@ impl Drop for World {
         if let Some(mut c) = self.space.take() {
             // Killing PID 1 of the PID namespace kills everything in it.
             for pid in support::pid1::children(c.id() as i32) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             let _ = c.kill();
             let _ = c.wait();
@@ -283,12 +372,18 @@ impl Drop for World {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("bash").arg(&self.ns_script).args(["down", &self.prefix]).status();
+        let _ = Command::new("bash")
+            .arg(&self.ns_script)
+            .args(["down", &self.prefix])
+            .status();
     }
 }
 
 fn event_at(lines: &[Value], event: &str) -> Option<u64> {
-    lines.iter().find(|l| l["event"] == event).and_then(|l| l["at"].as_u64())
+    lines
+        .iter()
+        .find(|l| l["event"] == event)
+        .and_then(|l| l["at"].as_u64())
 }
 
 #[test]
@@ -300,54 +395,164 @@ fn space_end_to_end() {
     // 1. First boot: empty store, fresh start.
     let started = w.start_space();
     let message = format!("hello from the e2e test {}", std::process::id());
-    let (ok, lines) = w.browser("first", "alice", Some(&w.token.clone()), json!({"expect": "connected", "message": message, "reply": REPLY}));
-    assert!(ok, "first browser did not reach Connected + reply; see {}", w.artifacts.display());
+    let (ok, lines) = w.browser(
+        "first",
+        "alice",
+        Some(&w.token.clone()),
+        json!({"expect": "connected", "message": message, "reply": REPLY}),
+    );
+    assert!(
+        ok,
+        "first browser did not reach Connected + reply; see {}",
+        w.artifacts.display()
+    );
     let first_connected = event_at(&lines, "connected").expect("connected event");
-    eprintln!("first boot: entrypoint start -> Connected {} ms", first_connected - started);
-    assert!(w.entrypoint_log(1).contains("pairing: approved Control UI browser"), "the browser was paired by the entrypoint");
+    eprintln!(
+        "first boot: entrypoint start -> Connected {} ms",
+        first_connected - started
+    );
+    assert!(
+        w.entrypoint_log(1)
+            .contains("pairing: approved Control UI browser"),
+        "the browser was paired by the entrypoint"
+    );
     let model_log = fs::read_to_string(w.artifacts.join("fake-provider.log")).unwrap_or_default();
-    assert!(model_log.contains("/v1/messages"), "the gateway called the fake model: {model_log}");
+    assert!(
+        model_log.contains("/v1/messages"),
+        "the gateway called the fake model: {model_log}"
+    );
 
     // 2. Without the token, or with a wrong one: never Connected (and no pairing request).
     let (ok, lines) = w.browser("no-token", "mallory1", None, json!({"expect": "denied"}));
-    assert!(ok, "a browser without the token must not connect: {:?}", lines.last());
-    let (ok, lines) = w.browser("wrong-token", "mallory2", Some("not-the-token"), json!({"expect": "denied"}));
-    assert!(ok, "a browser with a wrong token must not connect: {:?}", lines.last());
-    let errors = lines.last().map(|l| l["connectErrors"].to_string()).unwrap_or_default();
-    assert!(errors.contains("AUTH_"), "the gateway refused at the auth stage: {errors}");
-    assert_eq!(w.entrypoint_log(1).matches("pairing: approved Control UI browser").count(), 1, "nothing else got paired");
+    assert!(
+        ok,
+        "a browser without the token must not connect: {:?}",
+        lines.last()
+    );
+    let (ok, lines) = w.browser(
+        "wrong-token",
+        "mallory2",
+        Some("not-the-token"),
+        json!({"expect": "denied"}),
+    );
+    assert!(
+        ok,
+        "a browser with a wrong token must not connect: {:?}",
+        lines.last()
+    );
+    let errors = lines
+        .last()
+        .map(|l| l["connectErrors"].to_string())
+        .unwrap_or_default();
+    assert!(
+        errors.contains("AUTH_"),
+        "the gateway refused at the auth stage: {errors}"
+    );
+    assert_eq!(
+        w.entrypoint_log(1)
+            .matches("pairing: approved Control UI browser")
+            .count(),
+        1,
+        "nothing else got paired"
+    );
 
     // 3. Forwarded headers from a peer outside trustedProxies (10.0.0.0/8): 403. The same
     //    upgrade through the proxy, or without forwarded headers, gets past that check.
-    let ws = ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Origin: http://space.test"];
-    let spoofed: Vec<&str> = ws.iter().copied().chain(["X-Forwarded-For: 203.0.113.9"]).collect();
+    let ws = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Origin: http://space.test",
+    ];
+    let spoofed: Vec<&str> = ws
+        .iter()
+        .copied()
+        .chain(["X-Forwarded-For: 203.0.113.9"])
+        .collect();
     let direct = format!("http://{SPACE_IP}:{PORT}/");
-    assert_eq!(w.curl_status("client", &direct, &spoofed), "403", "untrusted peer with X-Forwarded-For");
-    assert_eq!(w.curl_status("client", &direct, &ws), "101", "control: the same peer without forwarded headers");
-    assert_eq!(w.curl_status("client", &format!("http://{PROXY_IP}/"), &ws), "101", "control: through the trusted proxy");
+    assert_eq!(
+        w.curl_status("client", &direct, &spoofed),
+        "403",
+        "untrusted peer with X-Forwarded-For"
+    );
+    assert_eq!(
+        w.curl_status("client", &direct, &ws),
+        "101",
+        "control: the same peer without forwarded headers"
+    );
+    assert_eq!(
+        w.curl_status("client", &format!("http://{PROXY_IP}/"), &ws),
+        "101",
+        "control: through the trusted proxy"
+    );
 
     // 4. Restart the Space: SIGTERM (final backup), wipe the data dir, start again (restore).
     let code = w.stop_space();
-    assert_eq!(code, 0, "entrypoint exit code after SIGTERM; log:\n{}", w.entrypoint_log(1));
-    assert!(w.store_dir().join("latest_backup.tar.gz").exists(), "the final backup is in the store");
-    assert!(w.entrypoint_log(1).contains("final backup:"), "final backup ran: {}", w.entrypoint_log(1));
+    assert_eq!(
+        code,
+        0,
+        "entrypoint exit code after SIGTERM; log:\n{}",
+        w.entrypoint_log(1)
+    );
+    assert!(
+        w.store_dir().join("latest_backup.tar.gz").exists(),
+        "the final backup is in the store"
+    );
+    assert!(
+        w.entrypoint_log(1).contains("final backup:"),
+        "final backup ran: {}",
+        w.entrypoint_log(1)
+    );
     fs::remove_dir_all(w.data_dir()).expect("wipe data dir");
     fs::create_dir_all(w.data_dir()).expect("mkdir data dir");
 
     let started = w.start_space();
-    let (ok, lines) = w.browser("after-restart", "alice", Some(&w.token.clone()), json!({"expect": "connected", "history": [message, REPLY]}));
-    assert!(ok, "after a restart the same browser reconnects and sees the earlier conversation: {:?}", lines.last());
+    let (ok, lines) = w.browser(
+        "after-restart",
+        "alice",
+        Some(&w.token.clone()),
+        json!({"expect": "connected", "history": [message, REPLY]}),
+    );
+    assert!(
+        ok,
+        "after a restart the same browser reconnects and sees the earlier conversation: {:?}",
+        lines.last()
+    );
     let reconnected = event_at(&lines, "connected").expect("connected event");
-    eprintln!("restart: entrypoint start -> Connected {} ms (restore included)", reconnected - started);
-    assert!(w.entrypoint_log(2).contains("restore from"), "the second boot restored: {}", w.entrypoint_log(2));
-    let repaired = w.entrypoint_log(2).contains("pairing: approved Control UI browser");
-    eprintln!("restart: browser pairing {}", if repaired { "was approved again" } else { "survived in the restored state" });
+    eprintln!(
+        "restart: entrypoint start -> Connected {} ms (restore included)",
+        reconnected - started
+    );
+    assert!(
+        w.entrypoint_log(2).contains("restore from"),
+        "the second boot restored: {}",
+        w.entrypoint_log(2)
+    );
+    let repaired = w
+        .entrypoint_log(2)
+        .contains("pairing: approved Control UI browser");
+    eprintln!(
+        "restart: browser pairing {}",
+        if repaired {
+            "was approved again"
+        } else {
+            "survived in the restored state"
+        }
+    );
 
     // 5. Quiet about secrets: the token never reaches the entrypoint's (or gateway's) output.
     for run in 1..=w.space_runs {
-        assert!(!w.entrypoint_log(run).contains(&w.token), "the gateway token leaked into entrypoint-{run}.log");
+        assert!(
+            !w.entrypoint_log(run).contains(&w.token),
+            "the gateway token leaked into entrypoint-{run}.log"
+        );
     }
     let code = w.stop_space();
     assert_eq!(code, 0);
-    eprintln!("end to end done in {:?}; artifacts in {}", t.elapsed(), w.artifacts.display());
+    eprintln!(
+        "end to end done in {:?}; artifacts in {}",
+        t.elapsed(),
+        w.artifacts.display()
+    );
 }
