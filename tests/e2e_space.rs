@@ -97,6 +97,8 @@ struct World {
     /// `ip netns exec … unshare … entrypoint run`: its only child is the entrypoint (PID 1).
     space: Option<Child>,
     space_runs: u32,
+    /// What was measured, written to `timings.json` among the artifacts.
+    timings: Vec<(String, u64)>,
 }
 
 impl World {
@@ -158,6 +160,7 @@ impl World {
             daemons: Vec::new(),
             space: None,
             space_runs: 0,
+            timings: Vec::new(),
         };
         w.start_model();
         w.start_proxy();
@@ -270,12 +273,20 @@ impl World {
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
+        let asked = Instant::now();
         let status = wait_for(
             Duration::from_secs(120),
             "the Space to stop after SIGTERM",
             || child.try_wait().ok().flatten(),
         );
         self.space = None;
+        self.timings.push((
+            format!(
+                "stop-{}: SIGTERM -> exit (final backup included), ms",
+                self.space_runs
+            ),
+            asked.elapsed().as_millis() as u64,
+        ));
         status.code().unwrap_or(-1)
     }
 
@@ -407,6 +418,16 @@ fn space_end_to_end() {
         w.artifacts.display()
     );
     let first_connected = event_at(&lines, "connected").expect("connected event");
+    w.timings.push((
+        "boot-1: entrypoint start -> Connected (fresh state, one auto-pairing), ms".into(),
+        first_connected - started,
+    ));
+    if let (Some(sent), Some(reply)) = (event_at(&lines, "sent"), event_at(&lines, "reply")) {
+        w.timings.push((
+            "chat: message sent -> fake model's reply shown, ms".into(),
+            reply - sent,
+        ));
+    }
     eprintln!(
         "first boot: entrypoint start -> Connected {} ms",
         first_connected - started
@@ -520,6 +541,10 @@ fn space_end_to_end() {
         lines.last()
     );
     let reconnected = event_at(&lines, "connected").expect("connected event");
+    w.timings.push((
+        "boot-2: entrypoint start -> Connected (restore included), ms".into(),
+        reconnected - started,
+    ));
     eprintln!(
         "restart: entrypoint start -> Connected {} ms (restore included)",
         reconnected - started
@@ -550,6 +575,20 @@ fn space_end_to_end() {
     }
     let code = w.stop_space();
     assert_eq!(code, 0);
+    let timings: serde_json::Map<String, Value> = w
+        .timings
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    eprintln!(
+        "timings: {}",
+        serde_json::to_string_pretty(&timings).unwrap_or_default()
+    );
+    fs::write(
+        w.artifacts.join("timings.json"),
+        Value::Object(timings).to_string(),
+    )
+    .expect("timings.json");
     eprintln!(
         "end to end done in {:?}; artifacts in {}",
         t.elapsed(),
