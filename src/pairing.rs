@@ -12,9 +12,16 @@
 //! (the shared token; or a device token / admin-issued setup code, which already imply
 //! approval), so auto-approval turns "knows the token" into "paired" and nothing less:
 //! - without the token an attacker gets `unauthorized` and no request exists to approve; they
-//!   can still load the static Control UI page and hit the gateway's auth rate limit;
-//! - with the token they could already do everything an operator can (the token is the
-//!   Space's admin password), so pairing added no protection on a Space;
+//!   can still load the static Control UI page and spend the gateway's auth rate limit;
+//! - forwarded headers from outside `gateway.trustedProxies` are refused (403) before auth, so
+//!   nobody can pose as the proxy or as a loopback client;
+//! - with the token they get paired, like the owner: on a Space, where nobody can approve by
+//!   hand, pairing only ever locked the owner out, so the token is the one secret (long,
+//!   random, a Space Secret);
+//! - caveat: an approved browser holds its own device token, which can outlive a rotation of
+//!   the shared token (OpenClaw docs; not tested here).
+//!   After a leak, rotate `OPENCLAW_GATEWAY_TOKEN` *and* remove devices (Control UI Devices
+//!   page, or `openclaw devices clear --yes` in a dev-mode shell);
 //! - node / non-operator requests (a machine offering `system.run` etc.) are left for manual
 //!   approval and logged with the command to run.
 //!
