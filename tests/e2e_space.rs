@@ -379,7 +379,14 @@ impl Drop for World {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // SIGTERM first: a SIGKILLed nginx master would orphan its worker.
         for c in self.daemons.iter_mut().rev() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
