@@ -12,9 +12,16 @@
 //! (the shared token; or a device token / admin-issued setup code, which already imply
 //! approval), so auto-approval turns "knows the token" into "paired" and nothing less:
 //! - without the token an attacker gets `unauthorized` and no request exists to approve; they
-//!   can still load the static Control UI page and hit the gateway's auth rate limit;
-//! - with the token they could already do everything an operator can (the token is the
-//!   Space's admin password), so pairing added no protection on a Space;
+//!   can still load the static Control UI page and spend the gateway's auth rate limit;
+//! - forwarded headers from outside `gateway.trustedProxies` are refused (403) before auth, so
+//!   nobody can pose as the proxy or as a loopback client;
+//! - with the token they get paired, like the owner: on a Space, where nobody can approve by
+//!   hand, pairing only ever locked the owner out, so the token is the one secret (long,
+//!   random, a Space Secret);
+//! - caveat: an approved browser holds its own device token, which can outlive a rotation of
+//!   the shared token (OpenClaw docs; not tested here).
+//!   After a leak, rotate `OPENCLAW_GATEWAY_TOKEN` *and* remove devices (Control UI Devices
+//!   page, or `openclaw devices clear --yes` in a dev-mode shell);
 //! - node / non-operator requests (a machine offering `system.run` etc.) are left for manual
 //!   approval and logged with the command to run.
 //!
@@ -71,6 +78,8 @@ pub async fn run(port: u16, token: Secret, shutdown: CancellationToken) {
         match result {
             // A session that got going ends when the gateway stops or restarts: start over fast.
             Ok(()) => backoff = Duration::from_secs(1),
+            // Retrying a refused login would only feed the gateway's auth rate limiter.
+            Err(e) if e.is::<Refused>() => return,
             Err(e) => {
                 debug!("pairing: {e:#}; retrying in {backoff:?}");
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -151,6 +160,11 @@ async fn session(port: u16, token: &Secret, shutdown: &CancellationToken) -> any
             }
             Some(Ok(_)) => continue,
         };
+        // Holding operator.admin, this socket also gets every chat/session event; skip those
+        // without parsing (a substring test) so streamed replies cost next to nothing here.
+        if !raw.contains("device.pair.requested") && !raw.contains(r#""type":"res""#) {
+            continue;
+        }
         let Ok(frame) = serde_json::from_str::<Value>(&raw) else {
             continue;
         };
@@ -208,13 +222,19 @@ async fn handshake(ws: &mut Ws, token: &Secret) -> anyhow::Result<()> {
             bail!("gateway still starting");
         }
         warn!(
-            "pairing: the gateway refused the entrypoint's loopback connection: {} ({}); browsers need manual approval",
+            "pairing: the gateway refused the entrypoint's loopback connection: {} ({}); auto-pairing is off until restart, \
+             browsers need manual approval (is gateway.auth changed in openclaw.json or OPENCLAW_CONFIG_PATCH?)",
             err["message"].as_str().unwrap_or("no message"),
             err["code"].as_str().unwrap_or("no code"),
         );
-        bail!("connect refused");
+        return Err(Refused.into());
     }
 }
+
+/// The gateway answered the handshake with a definite no (wrong token, changed auth mode).
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway refused the connection")]
+struct Refused;
 
 /// Next text frame as JSON, bounded by `RPC_TIMEOUT`.
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
@@ -394,31 +414,96 @@ mod tests {
             .on_response(&json!({"type":"res","id":"approve:6415974e:2","ok":true,"payload":{}}))
             .is_empty());
     }
-}
 
-/// Against a running gateway (development aid): `OPENCLAW_GATEWAY_TOKEN=... PAIRING_LIVE_PORT=7860
-/// cargo test pairing::live -- --ignored --nocapture` approves Control UI requests for 60 s.
-#[cfg(test)]
-mod live {
-    #[tokio::test]
-    #[ignore = "needs a running gateway"]
-    async fn live() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .try_init();
-        let port = std::env::var("PAIRING_LIVE_PORT")
-            .expect("PAIRING_LIVE_PORT")
-            .parse()
-            .expect("a port");
-        let token = crate::settings::Secret::new(
-            std::env::var("OPENCLAW_GATEWAY_TOKEN").expect("OPENCLAW_GATEWAY_TOKEN"),
-        );
-        let stop = tokio_util::sync::CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            s.cancel();
+    /// A scripted gateway on loopback speaking the protocol frames OpenClaw 2026.9.6 sent in
+    /// the e2e run; returns its port and what the client sent.
+    async fn fake_gateway(
+        answer: Value,
+        then: Vec<Value>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<Value>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let challenge =
+                json!({"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}});
+            ws.send(text(challenge)).await.unwrap();
+            let mut seen = Vec::new();
+            let mut answer = Some(answer);
+            let mut then = then.into_iter();
+            while let Ok(Some(Ok(Message::Text(t)))) =
+                tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+            {
+                let frame: Value = serde_json::from_str(&t).unwrap();
+                seen.push(frame.clone());
+                if let Some(mut a) = answer.take() {
+                    a["id"] = frame["id"].clone();
+                    ws.send(text(a)).await.unwrap();
+                } else if frame["method"] == "device.pair.list" {
+                    let list = json!({"type":"res","id":frame["id"],"ok":true,"payload":{"pending":[],"paired":[]}});
+                    ws.send(text(list)).await.unwrap();
+                    for f in then.by_ref() {
+                        ws.send(text(f)).await.unwrap();
+                    }
+                } else if frame["method"] == "device.pair.approve" {
+                    break;
+                }
+            }
+            seen
         });
-        super::run(port, token, stop).await;
+        (port, server)
+    }
+
+    #[tokio::test]
+    async fn approves_on_the_pairing_event() {
+        let hello = json!({"type":"res","ok":true,"payload":{"type":"hello-ok"}});
+        let chat = json!({"type":"event","event":"session.message","payload":{"text":"hi"}});
+        let requested =
+            json!({"type":"event","event":"device.pair.requested","payload":control_ui()});
+        let (port, server) = fake_gateway(hello, vec![chat, requested]).await;
+        let token = Secret::new("tok-unit");
+        let stop = CancellationToken::new();
+        let session = tokio::spawn({
+            let stop = stop.clone();
+            async move { session(port, &token, &stop).await }
+        });
+        let seen = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        stop.cancel();
+        let _ = session.await;
+
+        let connect = &seen[0]["params"];
+        assert_eq!(connect["client"]["id"], "gateway-client");
+        assert_eq!(connect["client"]["mode"], "backend");
+        assert_eq!(connect["auth"]["token"], "tok-unit");
+        assert_eq!(seen[1]["method"], "device.pair.list");
+        let approve = seen.last().unwrap();
+        assert_eq!(approve["method"], "device.pair.approve");
+        assert_eq!(approve["params"]["requestId"], "6415974e");
+    }
+
+    #[tokio::test]
+    async fn a_refused_login_is_not_retried() {
+        let refused = json!({"type":"res","ok":false,"error":{"code":"INVALID_REQUEST","message":"unauthorized: gateway token mismatch",
+            "details":{"code":"AUTH_TOKEN_MISMATCH"}}});
+        let (port, _server) = fake_gateway(refused, Vec::new()).await;
+        let err = session(port, &Secret::new("wrong"), &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.is::<Refused>(), "{err:#}");
+
+        let starting = json!({"type":"res","ok":false,"error":{"code":"UNAVAILABLE","message":"gateway starting",
+            "details":{"reason":"startup-sidecars"}}});
+        let (port, _server) = fake_gateway(starting, Vec::new()).await;
+        let err = session(port, &Secret::new("tok"), &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            !err.is::<Refused>(),
+            "a starting gateway is retried: {err:#}"
+        );
     }
 }

@@ -97,6 +97,8 @@ struct World {
     /// `ip netns exec … unshare … entrypoint run`: its only child is the entrypoint (PID 1).
     space: Option<Child>,
     space_runs: u32,
+    /// What was measured, written to `timings.json` among the artifacts.
+    timings: Vec<(String, u64)>,
 }
 
 impl World {
@@ -158,6 +160,7 @@ impl World {
             daemons: Vec::new(),
             space: None,
             space_runs: 0,
+            timings: Vec::new(),
         };
         w.start_model();
         w.start_proxy();
@@ -233,7 +236,10 @@ impl World {
             .env("HOME", self.tmp.path().join("home"))
             .env("ENTRYPOINT_DATA_DIR", self.data_dir())
             .env("ENTRYPOINT_BACKUP_DIR", self.store_dir())
-            .env("ENTRYPOINT_LOG_FORMAT", "text")
+            .env("ENTRYPOINT_LOG_FORMAT", "human")
+            // The gateway drains for up to 315 s; under the load of parallel runs 10 s (the
+            // default) is not always enough for a clean stop.
+            .env("ENTRYPOINT_STOP_TIMEOUT", "60s")
             .env("OPENCLAW_GATEWAY_TOKEN", &self.token)
             .env("MINIMAX_API_KEY", "mk-e2e-fake-key")
             .env("PORT", PORT.to_string())
@@ -267,12 +273,20 @@ impl World {
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
+        let asked = Instant::now();
         let status = wait_for(
             Duration::from_secs(120),
             "the Space to stop after SIGTERM",
             || child.try_wait().ok().flatten(),
         );
         self.space = None;
+        self.timings.push((
+            format!(
+                "stop-{}: SIGTERM -> exit (final backup included), ms",
+                self.space_runs
+            ),
+            asked.elapsed().as_millis() as u64,
+        ));
         status.code().unwrap_or(-1)
     }
 
@@ -298,7 +312,7 @@ impl World {
 
     /// Run one browser scenario (`tests/e2e/browser.mjs`) in the client namespace.
     fn browser(
-        &self,
+        &mut self,
         name: &str,
         profile: &str,
         token: Option<&str>,
@@ -312,14 +326,33 @@ impl World {
         if let (Some(s), Some(e)) = (scenario.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
-        let out = self
+        let mut child = self
             .in_ns("client", self.oc_bin.join("node"))
             .arg(repo().join("tests/e2e/browser.mjs"))
             .arg(scenario.to_string())
             .env("E2E_NODE_MODULES", &self.node_modules)
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .output()
+            .spawn()
             .expect("browser driver");
+        // The driver has its own deadline; stop early if the Space died meanwhile.
+        wait_for(
+            START_DEADLINE + Duration::from_secs(60),
+            "the browser driver",
+            || {
+                if let Some(space) = self.space.as_mut() {
+                    if let Ok(Some(status)) = space.try_wait() {
+                        let _ = child.kill();
+                        panic!(
+                            "the Space exited ({status}) while browser {name} ran; log:\n{}",
+                            self.entrypoint_log(self.space_runs)
+                        );
+                    }
+                }
+                child.try_wait().ok().flatten()
+            },
+        );
+        let out = child.wait_with_output().expect("browser output");
         let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -346,7 +379,14 @@ impl Drop for World {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // SIGTERM first: a SIGKILLed nginx master would orphan its worker.
         for c in self.daemons.iter_mut().rev() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -385,6 +425,16 @@ fn space_end_to_end() {
         w.artifacts.display()
     );
     let first_connected = event_at(&lines, "connected").expect("connected event");
+    w.timings.push((
+        "boot-1: entrypoint start -> Connected (fresh state, one auto-pairing), ms".into(),
+        first_connected - started,
+    ));
+    if let (Some(sent), Some(reply)) = (event_at(&lines, "sent"), event_at(&lines, "reply")) {
+        w.timings.push((
+            "chat: message sent -> fake model's reply shown, ms".into(),
+            reply - sent,
+        ));
+    }
     eprintln!(
         "first boot: entrypoint start -> Connected {} ms",
         first_connected - started
@@ -498,6 +548,10 @@ fn space_end_to_end() {
         lines.last()
     );
     let reconnected = event_at(&lines, "connected").expect("connected event");
+    w.timings.push((
+        "boot-2: entrypoint start -> Connected (restore included), ms".into(),
+        reconnected - started,
+    ));
     eprintln!(
         "restart: entrypoint start -> Connected {} ms (restore included)",
         reconnected - started
@@ -528,6 +582,20 @@ fn space_end_to_end() {
     }
     let code = w.stop_space();
     assert_eq!(code, 0);
+    let timings: serde_json::Map<String, Value> = w
+        .timings
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    eprintln!(
+        "timings: {}",
+        serde_json::to_string_pretty(&timings).unwrap_or_default()
+    );
+    fs::write(
+        w.artifacts.join("timings.json"),
+        Value::Object(timings).to_string(),
+    )
+    .expect("timings.json");
     eprintln!(
         "end to end done in {:?}; artifacts in {}",
         t.elapsed(),
