@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long, value_enum)]
     restart: Option<RestartPolicy>,
     /// Grace between SIGTERM and SIGKILL when stopping the child [env: ENTRYPOINT_STOP_TIMEOUT]
-    /// (default: 10s).
+    /// (default: 15s).
     #[arg(long, value_parser = parse_duration)]
     stop_timeout: Option<Duration>,
     /// The program to supervise instead of `openclaw gateway`.

@@ -6,7 +6,6 @@
 //! in [`Secret`], whose `Debug`/`Display` never show the value.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -442,7 +441,7 @@ impl Settings {
         };
         let stop_timeout = match cli.stop_timeout {
             Some(d) => d,
-            None => env.duration("ENTRYPOINT_STOP_TIMEOUT", Duration::from_secs(10))?,
+            None => env.duration("ENTRYPOINT_STOP_TIMEOUT", Duration::from_secs(15))?,
         };
         let log_format = match cli.log_format {
             Some(f) => f,
@@ -509,7 +508,7 @@ impl Settings {
             excludes: list(env.get("ENTRYPOINT_BACKUP_EXCLUDE").unwrap_or(""))
                 .map(String::from)
                 .collect(),
-            final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(20))?,
+            final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(12))?,
         };
         for g in &backup.excludes {
             globset::Glob::new(g)
@@ -581,14 +580,6 @@ impl Settings {
             .map(Secret::expose)
             .collect()
     }
-}
-
-/// Turn an `OsString` argv into strings for messages.
-pub fn display_cmd(cmd: &[OsString]) -> String {
-    cmd.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -405,8 +405,12 @@ fn event_at(lines: &[Value], event: &str) -> Option<u64> {
 }
 
 #[test]
-#[ignore = "end to end: root, real OpenClaw + Chromium, ~1.5 GB, minutes; CI: cargo test --test e2e_space -- --ignored"]
 fn space_end_to_end() {
+    // CI runs as root; elsewhere this needs namespaces we cannot make.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the end-to-end test needs root (network and PID namespaces)");
+        return;
+    }
     let mut w = World::up();
     let t = Instant::now();
 
