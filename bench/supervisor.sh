@@ -8,12 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet
-BIN=$CARGO_TARGET_DIR/release/entrypoint
 RUNS=${RUNS:-20}
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Quiet unless the build fails (warnings would bury the table).
+cargo build --release --quiet 2>"$work/build.log" || { cat "$work/build.log" >&2; exit 1; }
+BIN=$CARGO_TARGET_DIR/release/entrypoint
 mkdir -p "$work/home" "$work/data"
 # A clean environment: no store, quiet logs.
 ENV=(env -i PATH="$PATH" HOME="$work/home" ENTRYPOINT_DATA_DIR="$work/data" ENTRYPOINT_LOG=warn)
@@ -44,21 +44,22 @@ one() {
     bash -c 'echo "$EPOCHREALTIME"; exec "$@"' _ "$@" |
         { read -r t0; read -r t1; awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%d\n", (b-a)*1e6}'; }
 }
-mean_ms() { # command... ; mean over RUNS runs, in ms
-    local sum=0 us
+stats_ms() { # command... ; "mean / median" over RUNS runs, in ms (fsync spikes skew the mean)
+    local us all=()
     for _ in $(seq "$RUNS"); do
         us=$("$@")
-        sum=$((sum + us))
+        all+=("$us")
     done
-    awk -v s="$sum" -v n="$RUNS" 'BEGIN{printf "%.2f", s/n/1000}'
+    printf '%s\n' "${all[@]}" | sort -n |
+        awk '{v[NR]=$1; s+=$1} END{printf "%.1f / %.1f", s/NR/1000, v[int((NR+1)/2)]/1000}'
 }
 CHILD=(bash -c 'echo "$EPOCHREALTIME"')
-base=$(mean_ms one "${ENV[@]}" "${CHILD[@]}")
-via=$(mean_ms one "${ENV[@]}" "$BIN" run -- "${CHILD[@]}")
+base=$(stats_ms one "${ENV[@]}" "${CHILD[@]}")
+via=$(stats_ms one "${ENV[@]}" "$BIN" run -- "${CHILD[@]}")
 ns=""
 if [ "$(id -u)" = 0 ] && unshare --pid --fork --mount-proc true 2>/dev/null; then
-    ns=$(mean_ms one unshare --pid --fork --mount-proc "${ENV[@]}" "$BIN" run -- "${CHILD[@]}")
-    ns_base=$(mean_ms one unshare --pid --fork --mount-proc "${ENV[@]}" "${CHILD[@]}")
+    ns=$(stats_ms one unshare --pid --fork --mount-proc "${ENV[@]}" "$BIN" run -- "${CHILD[@]}")
+    ns_base=$(stats_ms one unshare --pid --fork --mount-proc "${ENV[@]}" "${CHILD[@]}")
 fi
 
 printf '| %-58s | %12s |\n' metric value
@@ -67,9 +68,10 @@ printf '| %-58s | %9s kB |\n' "idle VmRSS, entrypoint with a sleeping child" "$r
 printf '| %-58s | %9s kB |\n' "peak VmHWM (startup included)" "$hwm"
 printf '| %-58s | %12s |\n' "threads" "$threads"
 printf '| %-58s | %8s ticks |\n' "CPU used while idle for 5 s (utime+stime)" "$((c1 - c0))"
-printf '| %-58s | %9s ms |\n' "exec -> child's first action: bash directly (mean of $RUNS)" "$base"
-printf '| %-58s | %9s ms |\n' "exec -> child's first action: via entrypoint (mean of $RUNS)" "$via"
+printf '| %-58s | %12s |\n' "exec -> child's first action, ms (mean / median of $RUNS):" ""
+printf '| %-58s | %12s |\n' "  bash exec'd directly (baseline)" "$base"
+printf '| %-58s | %12s |\n' "  via entrypoint run --" "$via"
 if [ -n "$ns" ]; then
-    printf '| %-58s | %9s ms |\n' "same in a new PID namespace: bash directly" "$ns_base"
-    printf '| %-58s | %9s ms |\n' "same in a new PID namespace: via entrypoint as PID 1" "$ns"
+    printf '| %-58s | %12s |\n' "  in a new PID namespace: bash directly" "$ns_base"
+    printf '| %-58s | %12s |\n' "  in a new PID namespace: via entrypoint as PID 1" "$ns"
 fi

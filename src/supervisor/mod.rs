@@ -156,6 +156,11 @@ pub struct Supervisor {
 impl Supervisor {
     /// Start signal collection and the reaper. Call once, inside the runtime.
     pub fn start(mask: OriginalMask) -> anyhow::Result<Supervisor> {
+        // Two `waitpid(-1)` loops would steal each other's statuses.
+        static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!("the supervisor is already started (there must be one reaper)");
+        }
         if nix::unistd::getpid().as_raw() != 1 {
             // Not a namespace init (Spaces Dev Mode, `docker run --init`): without this, our
             // grandchildren's orphans would go to the real PID 1 and we could not reap them.
@@ -606,47 +611,64 @@ mod tests {
         assert_eq!(repair.0, 2);
     }
 
-    /// `output()` end to end: fork/exec, stdout through the pipe, status through the reaper.
-    /// A `waitpid(-1)` here would steal other tests' children, so the body runs in a copy of
-    /// this test binary that runs only this test. There a task reaps every 5 ms in place of
-    /// the SIGCHLD-driven one (libtest's own threads don't block signals, so a signalfd would
-    /// miss some SIGCHLDs); the integration tests cover the signal path.
-    #[test]
-    fn output_gets_stdout_and_status_through_the_reaper() {
-        const INNER: &str = "ENTRYPOINT_TEST_OUTPUT_INNER";
-        const NAME: &str = "supervisor::tests::output_gets_stdout_and_status_through_the_reaper";
-        if std::env::var_os(INNER).is_none() {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([NAME, "--exact", "--nocapture"])
-                .env(INNER, "1")
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(out.status.success() && text.contains("1 passed"), "{text}");
-            return;
+    /// Runs the calling test again in a copy of this test binary that runs only that test, and
+    /// returns true in the copy. A `waitpid(-1)` in this process would steal other tests'
+    /// children. The copy reaps every 5 ms from a task ([`test_supervisor`]) in place of the
+    /// SIGCHLD-driven one: libtest's own threads don't block signals, so a signalfd would miss
+    /// some SIGCHLDs. The integration tests cover the signal path.
+    fn in_own_process(test: &str) -> bool {
+        const INNER: &str = "ENTRYPOINT_TEST_INNER";
+        if std::env::var_os(INNER).is_some() {
+            return true;
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture"])
+            .env(INNER, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        false
+    }
+
+    /// A supervisor without signal collection, reaping by polling until it is dropped (there
+    /// must be one reaper at a time). Inside a runtime.
+    fn test_supervisor() -> Supervisor {
+        let sup = Supervisor {
+            shared: Arc::new(Shared::new()),
+            mask: SigSet::empty(),
+        };
+        let shared = Arc::downgrade(&sup.shared);
+        tokio::spawn(async move {
+            while let Some(shared) = shared.upgrade() {
+                shared.reaper.reap();
+                drop(shared);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        sup
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let sup = Supervisor {
-                shared: Arc::new(Shared::new()),
-                mask: SigSet::empty(),
-            };
-            let shared = sup.shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    shared.reaper.reap();
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            });
+            .unwrap()
+    }
 
+    /// `output()` end to end: fork/exec, stdout through the pipe, status through the reaper.
+    #[test]
+    fn output_gets_stdout_and_status_through_the_reaper() {
+        if !in_own_process("supervisor::tests::output_gets_stdout_and_status_through_the_reaper") {
+            return;
+        }
+        runtime().block_on(async {
+            let sup = test_supervisor();
             let got = sup
                 .output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[])
                 .await
@@ -712,6 +734,111 @@ mod tests {
                 .trim()
                 .to_string();
             poll(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+        });
+    }
+
+    struct Count {
+        spawns: u32,
+        repairs: u32,
+    }
+    impl Hooks for Count {
+        fn on_spawn(&mut self, _pid: i32) {
+            self.spawns += 1;
+        }
+        fn on_config_error(&mut self) -> bool {
+            self.repairs += 1;
+            self.repairs == 1
+        }
+    }
+
+    fn sh(script: &str) -> ChildSpec {
+        ChildSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env_set: Vec::new(),
+            env_remove: Vec::new(),
+            hup_as: None,
+        }
+    }
+
+    /// `run`'s stop paths: a stop signal that came before it (during restore), `shutdown`
+    /// cancelled by another task, a stop signal after it (`second_signal`); and the one
+    /// immediate retry after a repaired config error.
+    #[test]
+    fn run_stops_and_retries_as_asked() {
+        if !in_own_process("supervisor::tests::run_stops_and_retries_as_asked") {
+            return;
+        }
+        runtime().block_on(async {
+            let policy = Policy::new(RestartPolicy::Always, Duration::from_secs(5));
+
+            // TERM before `run`: nothing starts, 128+15, `shutdown` cancelled for the others.
+            let sup = test_supervisor();
+            sup.shared.deliver(libc::SIGTERM);
+            let mut hooks = Count {
+                spawns: 0,
+                repairs: 0,
+            };
+            let shutdown = CancellationToken::new();
+            assert_eq!(
+                sup.run(sh("exit 0"), policy.clone(), &mut hooks, shutdown.clone())
+                    .await,
+                143
+            );
+            assert_eq!(hooks.spawns, 0);
+            assert!(shutdown.is_cancelled());
+            // TERM after `run`: `second_signal`.
+            assert!(!sup.second_signal().is_cancelled());
+            sup.shared.deliver(libc::SIGTERM);
+            assert!(sup.second_signal().is_cancelled());
+
+            // `shutdown` cancelled elsewhere: the child gets SIGTERM, its code comes back.
+            drop(sup);
+            let sup = test_supervisor();
+            let dir = tempfile::tempdir().unwrap();
+            let ready = dir.path().join("ready");
+            let script = format!(
+                "trap 'exit 7' TERM; touch {}; while :; do sleep 1 & wait; done",
+                ready.display()
+            );
+            let shutdown = CancellationToken::new();
+            let stop = async {
+                poll(|| ready.exists()).await;
+                shutdown.cancel();
+            };
+            let mut hooks = Count {
+                spawns: 0,
+                repairs: 0,
+            };
+            let (code, ()) = tokio::join!(
+                sup.run(sh(&script), policy.clone(), &mut hooks, shutdown.clone()),
+                stop
+            );
+            assert_eq!((code, hooks.spawns), (7, 1));
+            assert!(!sup.second_signal().is_cancelled());
+
+            // Exit 78 whose cause the hook repaired: one retry at once, then no more.
+            drop(sup);
+            let sup = test_supervisor();
+            let mut hooks = Count {
+                spawns: 0,
+                repairs: 0,
+            };
+            let t0 = Instant::now();
+            let code = sup
+                .run(
+                    sh("exit 78"),
+                    policy.clone(),
+                    &mut hooks,
+                    CancellationToken::new(),
+                )
+                .await;
+            assert_eq!((code, hooks.spawns, hooks.repairs), (EX_CONFIG, 2, 2));
+            assert!(
+                t0.elapsed() < policy.backoff_initial,
+                "the retry waited: {:?}",
+                t0.elapsed()
+            );
         });
     }
 
