@@ -1,3 +1,14 @@
 //! Archive: deterministic multi-member tar.gz with inline SHA-256; safe extraction into staging.
 //!
-//! TODO(backup-engine).
+//! - `write`: the tar stream of a snapshot, cut into independent gzip members at stable
+//!   boundaries (runs of small files ended at path-hash anchors; content-defined chunks inside
+//!   big files), compressed on every core, members of unchanged regions reused from the last
+//!   archive. Plain gzip readers (`tar xzf`, Python `tarfile`) see one ordinary tar.gz.
+//! - `extract`: read any tar.gz (ours or a seed made with `tar czf`), refusing every entry that
+//!   could write outside the staging dir.
+
+pub mod extract;
+pub mod write;
+
+/// Root entry of every archive (seed layout).
+pub const ROOT: &str = ".openclaw";

@@ -1,3 +1,512 @@
 //! Snapshot: a consistent, deterministic view of the state dir, and its change fingerprint.
 //!
-//! TODO(backup-engine): sorted walk, excludes, SQLite via the online backup API, fingerprint.
+//! - `walk` lists the tree in sorted (byte) order with stable metadata, leaving out OpenClaw's
+//!   volatile paths, the user's globs and the `-wal`/`-shm`/`-journal` of SQLite databases.
+//! - SQLite databases (recognised by their 16-byte header, not by name) are never archived raw:
+//!   `copy_sqlite` takes a consistent copy through the online backup API.
+//! - `Fingerprint` is what the last upload contained, at stat level (path, size, mtime, ctime,
+//!   inode, mode), plus a logical hash of each database that ignores the gateway's lease rows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::openclaw::state;
+
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    /// A SQLite database: archived as a backup-API copy, never byte-for-byte.
+    Sqlite,
+}
+
+/// The stat fields that tell whether a file may have changed (restic's rule: mtime alone is
+/// not enough, programs can set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatId {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+}
+
+impl StatId {
+    fn of(m: &fs::Metadata) -> StatId {
+        StatId {
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// One path of the state dir as it will be archived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative to the state dir, `/`-separated, hex of the raw bytes (names need not be UTF-8);
+    /// empty for the state dir itself.
+    #[serde(with = "hex_bytes")]
+    pub rel: Vec<u8>,
+    pub kind: Kind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub stat: StatId,
+    /// Symlink target, raw bytes.
+    #[serde(with = "hex_bytes", default, skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<u8>,
+    /// For a database: the stat of its `-wal` (a commit may touch only the WAL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<StatId>,
+}
+
+impl Entry {
+    /// True when the archived bytes of this entry are known not to have changed since `prev`
+    /// without reading it. Directories are archived without times (see `archive`), so only
+    /// their mode counts.
+    pub fn same_stat(&self, prev: &Entry) -> bool {
+        if self.kind != prev.kind || self.mode != prev.mode || self.rel != prev.rel {
+            return false;
+        }
+        match self.kind {
+            Kind::Dir => true,
+            _ => self.stat == prev.stat && self.target == prev.target && self.wal == prev.wal,
+        }
+    }
+
+    pub fn path_in(&self, root: &Path) -> PathBuf {
+        if self.rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(std::ffi::OsStr::from_bytes(&self.rel))
+        }
+    }
+}
+
+/// The result of a walk.
+#[derive(Debug)]
+pub struct Tree {
+    pub entries: Vec<Entry>,
+    /// Wall-clock time (ns since the epoch) when the walk started; files changed within a
+    /// timestamp tick of it are "racily clean" and must be read next time.
+    pub scan_start_ns: i64,
+}
+
+/// The globs to leave out: OpenClaw's volatile paths plus the user's.
+pub fn excludes(user: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in state::VOLATILE
+        .iter()
+        .copied()
+        .chain(user.iter().map(String::as_str))
+    {
+        let glob = GlobBuilder::new(g)
+            .literal_separator(false)
+            .build()
+            .with_context(|| format!("ENTRYPOINT_BACKUP_EXCLUDE: '{g}' is not a valid glob"))?;
+        b.add(glob);
+    }
+    Ok(b.build()?)
+}
+
+/// Walk `root` in sorted order. `prev` (the last fingerprint's entries by path) saves reading
+/// the header of files whose stat did not change.
+pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<Vec<u8>, Entry>>) -> Result<Tree> {
+    let scan_start_ns = now_ns();
+    let mut entries = Vec::new();
+    let meta = fs::symlink_metadata(root)
+        .with_context(|| format!("cannot read the state dir {}", root.display()))?;
+    entries.push(Entry {
+        rel: Vec::new(),
+        kind: Kind::Dir,
+        mode: meta.mode() & 0o7777,
+        stat: StatId::default(),
+        target: Vec::new(),
+        wal: None,
+    });
+    walk_dir(root, &[], skip, prev, &mut entries)?;
+
+    // Leave out the side files of every database we copy through the backup API, and note the
+    // stat of its WAL (a commit may change only the WAL).
+    let dbs: HashSet<Vec<u8>> = entries
+        .iter()
+        .filter(|e| e.kind == Kind::Sqlite)
+        .map(|e| e.rel.clone())
+        .collect();
+    let mut wal_stats: HashMap<Vec<u8>, StatId> = HashMap::new();
+    entries.retain(|e| {
+        for suffix in state::SQLITE_SIDE_SUFFIXES {
+            if let Some(base) = e.rel.strip_suffix(suffix.as_bytes()) {
+                if dbs.contains(base) {
+                    if *suffix == "-wal" {
+                        wal_stats.insert(base.to_vec(), e.stat);
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    });
+    for e in entries.iter_mut().filter(|e| e.kind == Kind::Sqlite) {
+        e.wal = wal_stats.get(&e.rel).copied();
+    }
+    Ok(Tree {
+        entries,
+        scan_start_ns,
+    })
+}
+
+fn walk_dir(
+    dir: &Path,
+    rel: &[u8],
+    skip: &GlobSet,
+    prev: Option<&HashMap<Vec<u8>, Entry>>,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|d| d.map(|d| d.file_name()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let mut child_rel = rel.to_vec();
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        child_rel.extend_from_slice(name.as_bytes());
+        if skip.is_match(Path::new(std::ffi::OsStr::from_bytes(&child_rel))) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Deleted between the listing and the stat: it is simply not in this snapshot.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        };
+        let ft = meta.file_type();
+        let stat = StatId::of(&meta);
+        let mode = meta.mode() & 0o7777;
+        let (kind, target) = if ft.is_dir() {
+            (Kind::Dir, Vec::new())
+        } else if ft.is_symlink() {
+            let t = match fs::read_link(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot read the symlink {}", path.display()))
+                }
+            };
+            (Kind::Symlink, t.as_os_str().as_bytes().to_vec())
+        } else if ft.is_file() {
+            let known = prev
+                .and_then(|p| p.get(&child_rel))
+                .filter(|p| p.stat == stat && matches!(p.kind, Kind::File | Kind::Sqlite))
+                .map(|p| p.kind);
+            let kind = match known {
+                Some(k) => k,
+                None if is_sqlite(&path) => Kind::Sqlite,
+                None => Kind::File,
+            };
+            (kind, Vec::new())
+        } else {
+            // Sockets, FIFOs, devices: nothing a restore could or should recreate.
+            tracing::debug!(
+                "backup: skipping {} (not a file, dir or symlink)",
+                path.display()
+            );
+            continue;
+        };
+        out.push(Entry {
+            rel: child_rel.clone(),
+            kind,
+            mode,
+            stat,
+            target,
+            wal: None,
+        });
+        if kind == Kind::Dir {
+            walk_dir(&path, &child_rel, skip, prev, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// True when the file starts with the SQLite 3 header.
+pub fn is_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == SQLITE_MAGIC
+}
+
+/// A consistent single-file copy of a live database: the online backup API (one step, so one
+/// read transaction; WAL readers don't block the gateway's writers), then journal mode DELETE
+/// and without the gateway's lease rows.
+pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
+    let ctx = || format!("cannot copy the SQLite database {}", src.display());
+    // Read-only: closing a read-write connection last could checkpoint and delete the WAL,
+    // i.e. change the state dir we are only meant to read.
+    let from = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(ctx)?;
+    from.busy_timeout(Duration::from_secs(10))
+        .with_context(ctx)?;
+    let _ = fs::remove_file(dst);
+    let mut to = Connection::open(dst).with_context(ctx)?;
+    {
+        use rusqlite::backup::StepResult;
+        let backup = rusqlite::backup::Backup::new(&from, &mut to).with_context(ctx)?;
+        // -1 = all pages in one step, i.e. one read transaction: a consistent copy. Retried
+        // (bounded) while the source is locked.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match backup.step(-1).with_context(ctx)? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => anyhow::bail!("{}: the database stayed busy ({other:?})", ctx()),
+            }
+        }
+    }
+    let _: String = to
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .with_context(ctx)?;
+    state::clear_owner_leases(&to).with_context(ctx)?;
+    to.close().map_err(|(_, e)| e).with_context(ctx)?;
+    normalise_change_counter(dst).with_context(ctx)?;
+    Ok(())
+}
+
+/// Set the header's file change counter (offset 24) and version-valid-for (offset 92) to 1.
+/// They count writes, so equal content copied along different histories (live DB vs restored
+/// one) would differ in those 8 bytes only; both fields equal keeps the header valid.
+fn normalise_change_counter(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(db)?;
+    f.write_all_at(&1u32.to_be_bytes(), 24)?;
+    f.write_all_at(&1u32.to_be_bytes(), 92)?;
+    Ok(())
+}
+
+/// A hash of the database's logical content: schema and every row, table by table, leaving out
+/// the per-process lease rows. Equal for a copy where only the gateway's heartbeat moved.
+pub fn logical_hash(db: &Path) -> Result<String> {
+    let ctx = || format!("cannot read the SQLite database {}", db.display());
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(ctx)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .with_context(ctx)?;
+    // One read transaction for a consistent view.
+    conn.execute_batch("BEGIN").with_context(ctx)?;
+    let mut h = Sha256::new();
+    let schema: Vec<(String, String, String)> = {
+        let mut st = conn
+            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+            .with_context(ctx)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .with_context(ctx)?;
+        rows.collect::<rusqlite::Result<_>>().with_context(ctx)?
+    };
+    for (ty, name, sql) in &schema {
+        h.update(format!("{ty}\0{name}\0{sql}\0").as_bytes());
+    }
+    for (ty, name, _) in &schema {
+        if ty != "table" {
+            continue;
+        }
+        let filter = state::stable_rows_filter(name)
+            .map(|c| format!(" WHERE {c}"))
+            .unwrap_or_default();
+        let quoted = name.replace('"', "\"\"");
+        let mut st = conn
+            .prepare(&format!("SELECT * FROM \"{quoted}\"{filter}"))
+            .with_context(ctx)?;
+        let cols = st.column_count();
+        let mut rows = st.query([]).with_context(ctx)?;
+        h.update(format!("T{name}\0").as_bytes());
+        while let Some(row) = rows.next().with_context(ctx)? {
+            h.update(b"R");
+            for i in 0..cols {
+                use rusqlite::types::ValueRef;
+                match row.get_ref(i).with_context(ctx)? {
+                    ValueRef::Null => h.update(b"n"),
+                    ValueRef::Integer(v) => {
+                        h.update(b"i");
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Real(v) => {
+                        h.update(b"r");
+                        h.update(v.to_le_bytes());
+                    }
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        h.update(b"b");
+                        h.update((t.len() as u64).to_le_bytes());
+                        h.update(t);
+                    }
+                }
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What the last upload contained: stat-level entries and the logical hash of each database.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub scan_start_ns: i64,
+    pub entries: Vec<Entry>,
+    /// Database path (hex of `rel`) -> logical hash.
+    pub sqlite: BTreeMap<String, String>,
+    /// Racily-clean files (path hex -> SHA-256 of the archived content): their stat can't
+    /// vouch for them, their content can.
+    #[serde(default)]
+    pub racy: BTreeMap<String, String>,
+}
+
+impl Fingerprint {
+    pub fn load(path: &Path) -> Option<Fingerprint> {
+        let bytes = fs::read(path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(
+                    "ignoring the unreadable fingerprint {}: {e}",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    pub fn by_path(&self) -> HashMap<Vec<u8>, Entry> {
+        self.entries
+            .iter()
+            .map(|e| (e.rel.clone(), e.clone()))
+            .collect()
+    }
+
+    /// True when `e` may have changed after it was read at `scan_start_ns` within the same
+    /// timestamp tick (git's "racily clean"): its stat can't vouch for its content.
+    pub fn racy(&self, e: &Entry) -> bool {
+        is_racy(e, self.scan_start_ns)
+    }
+
+    /// True when `e` (stat-equal to its entry in this fingerprint) is unchanged: by stat, or
+    /// for a racily-clean file by its content hash.
+    pub fn vouches_for(&self, e: &Entry, root: &Path) -> bool {
+        if !self.racy(e) {
+            return true;
+        }
+        let recorded = self.racy.get(&hex::encode(&e.rel));
+        recorded.is_some() && content_hash(&e.path_in(root)).ok().as_ref() == recorded
+    }
+}
+
+/// Timestamps can be coarse (a kernel tick; 1-2 s on some filesystems): a file whose ctime or
+/// mtime is this close to a scan may change again without its stat changing.
+pub const RACY_NS: i64 = 2_000_000_000;
+
+/// True for a regular file changed within `RACY_NS` of `scan_start_ns` (or after it).
+pub fn is_racy(e: &Entry, scan_start_ns: i64) -> bool {
+    e.kind == Kind::File && e.stat.ctime_ns.max(e.stat.mtime_ns) >= scan_start_ns - RACY_NS
+}
+
+/// SHA-256 (hex) of a file's content.
+pub fn content_hash(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_is_sorted_and_skips_volatile_and_sqlite_side_files() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for p in [
+            "b/x",
+            "a/y",
+            "cache/z",
+            "tmp/l",
+            "g.lock",
+            "agents/k.lock.sqlite",
+            "openclaw.json.rejected.1",
+            "keep.md",
+        ] {
+            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            fs::write(r.join(p), "x").unwrap();
+        }
+        let c = Connection::open(r.join("db.sqlite")).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let skip = excludes(&["b/**".to_string()]).unwrap();
+        let t = walk(r, &skip, None).unwrap();
+        let names: Vec<String> = t
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["", "a", "a/y", "agents", "b", "db.sqlite", "keep.md"]
+        );
+        let db = t.entries.iter().find(|e| e.rel == b"db.sqlite").unwrap();
+        assert_eq!(db.kind, Kind::Sqlite);
+        assert!(
+            db.wal.is_some(),
+            "the WAL's stat is part of the database's identity"
+        );
+        drop(c);
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Backup/restore benchmark: `entrypoint backup|restore` (dir store) against the seed method
+# (`tar czf` + `sha256sum`; restore = `sha256sum -c` + `tar xzf`), in one run, on a synthetic
+# ~500 MB / ~17k-file state dir (bench/gen_state.py). Prints a table.
+#
+#   bench/backup.sh                     # uses $CARGO_TARGET_DIR/release/entrypoint (or target/)
+#   BENCH_DIR=/tmp/x ENTRYPOINT_BIN=... bench/backup.sh
+#
+# Warm page cache throughout (the data is read once before timing). Needs GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${BENCH_DIR:-/tmp/openclaw-bench}
+BIN=${ENTRYPOINT_BIN:-${CARGO_TARGET_DIR:-target}/release/entrypoint}
+[ -x "$BIN" ] || { echo "build first: cargo build --release ($BIN missing)" >&2; exit 1; }
+TIME=/usr/bin/time
+
+DATA=$DIR/data
+if [ ! -f "$DIR/.generated" ]; then
+  rm -rf "$DIR"; mkdir -p "$DATA"
+  echo "generating the state dir in $DATA/.openclaw ..." >&2
+  python3 bench/gen_state.py "$DATA/.openclaw"
+  touch "$DIR/.generated"
+fi
+# Fresh bookkeeping and stores for every run; the generated tree is reused.
+rm -rf "$DATA/.openclaw-space" "$DIR/store" "$DIR/base" "$DIR/r-base" "$DIR/r-ours" "$DIR"/*.time
+mkdir -p "$DIR/base" "$DIR/r-base" "$DIR/r-ours"
+find "$DATA/.openclaw" -type f -exec cat {} + > /dev/null   # warm the page cache
+
+export ENTRYPOINT_DATA_DIR=$DATA ENTRYPOINT_BACKUP_DIR=$DIR/store HOME=$DIR ENTRYPOINT_LOG=warn
+unset HF_DATASET HF_TOKEN || true
+
+# t NAME CMD...: run under GNU time, keep wall seconds and max RSS (KB).
+t() { local name=$1; shift; $TIME -f "%e %M" -o "$DIR/$name.time" "$@" > "$DIR/$name.out"; }
+wall() { cut -d' ' -f1 < "$DIR/$1.time"; }
+rss() { echo $(( $(cut -d' ' -f2 < "$DIR/$1.time") / 1024 )); }
+
+files=$(find "$DATA/.openclaw" -type f | wc -l)
+mb=$(du -sm "$DATA/.openclaw" | cut -f1)
+
+# Baseline: the seed method.
+t base_backup sh -c "cd '$DATA' && tar czf '$DIR/base/latest_backup.tar.gz' .openclaw && cd '$DIR/base' && sha256sum latest_backup.tar.gz > latest_backup.sha256"
+t base_restore sh -c "cd '$DIR/base' && sha256sum -c --quiet latest_backup.sha256 && cd '$DIR/r-base' && tar xzf '$DIR/base/latest_backup.tar.gz'"
+base_size=$(stat -c %s "$DIR/base/latest_backup.tar.gz")
+
+# Ours: full (no member cache), nothing changed, small change, restore.
+t full "$BIN" backup
+full_size=$(stat -c %s "$DIR/store/latest_backup.tar.gz")
+cp "$DATA/.openclaw-space/members.json" "$DIR/members-v1.json"
+t nochange "$BIN" backup
+python3 - "$DATA/.openclaw" <<'PY'
+import json, os, sqlite3, sys
+root = sys.argv[1]
+with open(os.path.join(root, "agents/main/sessions/s00007.jsonl"), "a") as f:
+    for i in range(3):
+        f.write(json.dumps({"role": "user", "content": f"three more messages {i}"}) + "\n")
+with open(os.path.join(root, "agents/main/sessions/s99999.jsonl"), "w") as f:
+    f.write((json.dumps({"role": "assistant", "content": "new transcript " * 20}) + "\n") * 60)
+p = os.path.join(root, "openclaw.json")
+cfg = json.load(open(p)); cfg["gateway"]["port"] = 7861; json.dump(cfg, open(p, "w"), indent=2)
+c = sqlite3.connect(os.path.join(root, "state/openclaw.sqlite"))
+c.executemany("INSERT INTO memory (body, embedding) VALUES (?, ?)", [("new row", os.urandom(1536)) for _ in range(50)])
+c.executemany("UPDATE memory SET body = ? WHERE id = ?", [("updated", i * 997) for i in range(1, 21)])
+c.commit(); c.close()
+PY
+t small "$BIN" backup
+small_size=$(stat -c %s "$DIR/store/latest_backup.tar.gz")
+# Re-upload estimate at member granularity: bytes of new members not present before.
+reup=$(python3 - "$DIR/members-v1.json" "$DATA/.openclaw-space/members.json" <<'PY'
+import json, sys
+a = {m["ukey"] for m in json.load(open(sys.argv[1]))["members"]}
+b = json.load(open(sys.argv[2]))["members"]
+new = sum(m["clen"] for m in b if m["ukey"] not in a); tot = sum(m["clen"] for m in b)
+print(f"{new / 1e6:.2f} MB = {100 * new / tot:.2f} %")
+PY
+)
+ENTRYPOINT_DATA_DIR=$DIR/r-ours t restore "$BIN" restore
+
+grep -q '"uploaded"' "$DIR/full.out" && grep -q '"skipped"' "$DIR/nochange.out" && grep -q '"uploaded"' "$DIR/small.out" \
+  && grep -q '"restored"' "$DIR/restore.out" || { echo "unexpected outcome:"; cat "$DIR"/*.out; exit 1; }
+
+bw=$(wall base_backup); rw=$(wall base_restore)
+ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
+printf '\nstate dir: %s MB in %s files; %s; load %s\n\n' "$mb" "$files" "$(nproc) cores" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %9s %8s %12s %10s %s\n' operation "wall s" "RSS MB" "output MB" "vs base" target
+printf '%-34s %9s %8s %12s %10s %s\n' "seed: tar czf + sha256sum" "$bw" "$(rss base_backup)" "$(python3 -c "print(f'{$base_size/1e6:.1f}')")" 1 -
+printf '%-34s %9s %8s %12s %10s %s\n' "ours: full backup (no cache)" "$(wall full)" "$(rss full)" "$(python3 -c "print(f'{$full_size/1e6:.1f}')")" "$(ratio "$(wall full)" "$bw")" "<= 0.125, size <= 1.10x ($(ratio "$full_size" "$base_size")x)"
+printf '%-34s %9s %8s %12s %10s %s\n' "ours: nothing changed" "$(wall nochange)" "$(rss nochange)" - "$(ratio "$(wall nochange)" "$bw")" "<= 0.1 s"
+printf '%-34s %9s %8s %12s %10s %s\n' "ours: small change" "$(wall small)" "$(rss small)" "$(python3 -c "print(f'{$small_size/1e6:.1f}')")" "$(ratio "$(wall small)" "$bw")" "<= 0.025; new bytes $reup (<= 3 %)"
+printf '%-34s %9s %8s %12s %10s %s\n' "seed: sha256sum -c + tar xzf" "$rw" "$(rss base_restore)" - 1 -
+printf '%-34s %9s %8s %12s %10s %s\n' "ours: restore (verify+extract)" "$(wall restore)" "$(rss restore)" - "$(ratio "$(wall restore)" "$rw")" "<= 0.8"

@@ -1,0 +1,809 @@
+//! Write a snapshot as a deterministic multi-member tar.gz.
+//!
+//! Why members: a gzip stream is one long dependency chain, so one small change rewrites every
+//! compressed byte after it (Xet then re-uploads ~99 %), and only one core can work on it.
+//! Cutting the tar stream into independent gzip members (valid gzip: readers concatenate them)
+//! at *stable* boundaries fixes all three: both cores compress, unchanged regions give the same
+//! compressed bytes, and the next backup copies those bytes from the last archive instead of
+//! compressing again.
+//!
+//! Boundaries: small entries (under `BIG`) are grouped and a group ends after an entry whose
+//! path hash hits an anchor (once the group has `GROUP_MIN` bytes), so an edit changes one
+//! group. A big entry gets its own members, cut by a gear rolling hash (content-defined
+//! chunking) so an edit in a database changes the chunks around it only.
+//!
+//! Reuse: each member is keyed by the SHA-256 of its uncompressed bytes (`ukey`) and, when the
+//! bytes come from files whose stat is unchanged and not "racily clean", by a key over their
+//! headers and stat (`skey`), which lets an unchanged region be copied without even reading
+//! the files. The index of the last archive's members lives in the meta dir beside a copy
+//! (usually a hard link) of that archive.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use flate2::{Compression, GzBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+use crate::archive::ROOT;
+use crate::snapshot::{Entry, Kind};
+
+/// Entries with at least this much data get their own content-defined members.
+const BIG: u64 = 1 << 20;
+/// A group of small entries is cut at an anchor once it holds this much...
+const GROUP_MIN: usize = 256 << 10;
+/// ... and always before it would exceed this.
+const GROUP_MAX: usize = 2 << 20;
+/// Anchor: the path hash is 0 modulo this (≈ 1 MiB groups of typical small files).
+const ANCHOR: u64 = 128;
+/// Content-defined chunks inside big entries: min / max; average ≈ MIN + 2^MASK_BITS.
+const CDC_MIN: usize = 256 << 10;
+const CDC_MAX: usize = 2 << 20;
+const CDC_MASK: u64 = !(u64::MAX >> 20);
+/// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
+const IN_FLIGHT: usize = 6;
+/// Compression workers (the Space has 2 vCPUs).
+const WORKERS: usize = 2;
+
+/// Identifies how members are made; a different value never reuses old members.
+pub fn format_id(level: u32) -> String {
+    format!("oc-members-v1 zlib-rs L{level} big={BIG} cdc={CDC_MIN}/{CDC_MAX}/20 anchor={ANCHOR}")
+}
+
+/// One gzip member of an archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRec {
+    /// Stat key (see module doc); absent for members holding a database copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skey: Option<String>,
+    /// SHA-256 of the uncompressed bytes.
+    pub ukey: String,
+    pub ulen: u64,
+    /// Offset and length of the compressed member in the archive.
+    pub coff: u64,
+    pub clen: u64,
+    /// Last member of a big entry (a stat-keyed chain ends here).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
+}
+
+/// The member index of one archive.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Index {
+    pub format: String,
+    pub size: u64,
+    pub members: Vec<MemberRec>,
+}
+
+/// The last archive and its index: where unchanged members are copied from.
+pub struct Cache {
+    file: File,
+    members: Vec<MemberRec>,
+    by_skey: HashMap<String, usize>,
+    by_ukey: HashMap<String, usize>,
+}
+
+impl Cache {
+    /// Open the cache if it matches `format` and its archive has the indexed size; otherwise
+    /// None (the backup then compresses everything, which is always correct).
+    pub fn open(archive: &Path, index: &Path, format: &str) -> Option<Cache> {
+        let idx: Index = serde_json::from_slice(&fs::read(index).ok()?).ok()?;
+        let file = File::open(archive).ok()?;
+        if idx.format != format || file.metadata().ok()?.len() != idx.size {
+            tracing::debug!(
+                "member cache {} does not match; not reusing",
+                archive.display()
+            );
+            return None;
+        }
+        let mut by_skey = HashMap::new();
+        let mut by_ukey = HashMap::new();
+        for (i, m) in idx.members.iter().enumerate() {
+            if let Some(s) = &m.skey {
+                by_skey.insert(s.clone(), i);
+            }
+            by_ukey.entry(m.ukey.clone()).or_insert(i);
+        }
+        Some(Cache {
+            file,
+            members: idx.members,
+            by_skey,
+            by_ukey,
+        })
+    }
+
+    fn read(&self, i: usize) -> io::Result<Vec<u8>> {
+        let m = &self.members[i];
+        let mut buf = vec![0; m.clen as usize];
+        self.file.read_exact_at(&mut buf, m.coff)?;
+        Ok(buf)
+    }
+}
+
+/// What to archive.
+pub struct Source<'a> {
+    /// The state dir (archived as `.openclaw/`).
+    pub root: &'a Path,
+    pub entries: &'a [Entry],
+    /// Backup-API copies of the databases, by entry path.
+    pub sqlite_copies: &'a HashMap<Vec<u8>, PathBuf>,
+    /// Files changed at or after this time (ns) can't be trusted by stat (racily clean).
+    pub racy_since_ns: i64,
+    /// Files changed at or after this time (ns) are racily clean for the *next* backup: their
+    /// archived content is hashed (`Written::racy`).
+    pub hash_since_ns: i64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    /// Uncompressed tar bytes.
+    pub tar_bytes: u64,
+    pub members: u64,
+    pub reused_members: u64,
+    /// Members copied without reading their files at all.
+    pub reused_by_stat: u64,
+}
+
+pub struct Written {
+    pub sha256: String,
+    pub size: u64,
+    pub files: u64,
+    pub index: Index,
+    pub stats: Stats,
+    /// SHA-256 of the archived content of racily-clean files, by entry path.
+    pub racy: HashMap<Vec<u8>, String>,
+}
+
+enum Work {
+    Compress(Vec<u8>),
+    Ready(Vec<u8>),
+}
+
+struct Meta {
+    skey: Option<String>,
+    ukey: String,
+    ulen: u64,
+    last: bool,
+}
+
+/// Write `src` to `out` (created or truncated). Memory stays bounded by `IN_FLIGHT` members.
+pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Result<Written> {
+    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (job_tx, job_rx) = sync_channel::<(u64, Work)>(2);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(IN_FLIGHT);
+    let (tok_tx, tok_rx) = sync_channel::<()>(IN_FLIGHT);
+
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            s.spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                let Ok((seq, work)) = job else { return };
+                let bytes = match work {
+                    Work::Ready(b) => b,
+                    Work::Compress(b) => compress(&b, level),
+                };
+                if tx.send((seq, bytes)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let writer = s.spawn(move || write_members(file, done_rx, tok_rx));
+
+        let mut p = Producer {
+            src,
+            cache,
+            job_tx,
+            tok_tx,
+            seq: 0,
+            metas: Vec::new(),
+            racy: HashMap::new(),
+            stats: Stats::default(),
+            started: Instant::now(),
+            last_log: Instant::now(),
+            total: 0,
+        };
+        let produced = p.run();
+        let Producer {
+            metas,
+            stats,
+            job_tx,
+            tok_tx,
+            racy,
+            ..
+        } = p;
+        drop(job_tx);
+        drop(tok_tx);
+        let written = writer
+            .join()
+            .map_err(|_| anyhow!("the archive writer thread panicked"))?;
+        // A writer error explains a producer error (closed channel), so report it first.
+        let (sha256, size, offsets) =
+            written.with_context(|| format!("cannot write {}", out.display()))?;
+        produced?;
+        if offsets.len() != metas.len() {
+            return Err(anyhow!(
+                "archive writer lost members ({} of {})",
+                offsets.len(),
+                metas.len()
+            ));
+        }
+        let members = metas
+            .into_iter()
+            .zip(offsets)
+            .map(|(m, (coff, clen))| MemberRec {
+                skey: m.skey,
+                ukey: m.ukey,
+                ulen: m.ulen,
+                coff,
+                clen,
+                last: m.last,
+            })
+            .collect();
+        Ok(Written {
+            sha256,
+            size,
+            files: src.entries.len() as u64,
+            index: Index {
+                format: format_id(level),
+                size,
+                members,
+            },
+            stats,
+            racy,
+        })
+    })
+}
+
+/// What the writer thread reports: SHA-256, size, and each member's (offset, length).
+type WriterResult = io::Result<(String, u64, Vec<(u64, u64)>)>;
+
+/// The writer thread: members back in order, to the file and the hash.
+fn write_members(file: File, done: Receiver<(u64, Vec<u8>)>, tokens: Receiver<()>) -> WriterResult {
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut sha = Sha256::new();
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut pos = 0u64;
+    let mut offsets = Vec::new();
+    for (seq, bytes) in done {
+        pending.insert(seq, bytes);
+        while let Some(b) = pending.remove(&next) {
+            sha.update(&b);
+            w.write_all(&b)?;
+            offsets.push((pos, b.len() as u64));
+            pos += b.len() as u64;
+            next += 1;
+            let _ = tokens.recv();
+        }
+    }
+    if !pending.is_empty() {
+        return Err(io::Error::other(
+            "archive members missing (a worker stopped)",
+        ));
+    }
+    w.flush()?;
+    Ok((hex::encode(sha.finalize()), pos, offsets))
+}
+
+struct Producer<'a, 'b> {
+    src: &'b Source<'a>,
+    cache: Option<&'b Cache>,
+    job_tx: SyncSender<(u64, Work)>,
+    tok_tx: SyncSender<()>,
+    seq: u64,
+    metas: Vec<Meta>,
+    racy: HashMap<Vec<u8>, String>,
+    stats: Stats,
+    started: Instant,
+    last_log: Instant,
+    total: u64,
+}
+
+/// A run of small entries that will become one member.
+#[derive(Default)]
+struct Group {
+    items: Vec<(usize, Vec<u8>, u64)>,
+    ulen: usize,
+    reusable: bool,
+    skey: Sha256,
+}
+
+impl Producer<'_, '_> {
+    fn run(&mut self) -> Result<()> {
+        let entries = self.src.entries;
+        let headers: Vec<(Vec<u8>, u64)> = entries
+            .iter()
+            .map(|e| self.header(e))
+            .collect::<Result<_>>()?;
+        self.total = headers
+            .iter()
+            .map(|(h, n)| h.len() as u64 + pad512(*n))
+            .sum::<u64>()
+            + 1024;
+        let mut g = Group {
+            reusable: true,
+            ..Group::default()
+        };
+        for (i, (e, (hdr, len))) in entries.iter().zip(headers).enumerate() {
+            if len >= BIG {
+                self.flush_group(std::mem::take(&mut g), false)?;
+                g.reusable = true;
+                self.big_entry(i, e, hdr, len)?;
+                continue;
+            }
+            let size = hdr.len() + pad512(len) as usize;
+            if g.ulen > 0 && g.ulen + size > GROUP_MAX {
+                self.flush_group(std::mem::take(&mut g), false)?;
+                g.reusable = true;
+            }
+            g.reusable &= self.stat_trusted(e);
+            stat_key(&mut g.skey, e, &hdr);
+            g.ulen += size;
+            g.items.push((i, hdr, len));
+            if g.ulen >= GROUP_MIN && path_hash(&e.rel) % ANCHOR == 0 {
+                self.flush_group(std::mem::take(&mut g), false)?;
+                g.reusable = true;
+            }
+        }
+        self.flush_group(g, true)
+    }
+
+    /// Whether the entry's bytes are vouched for by its stat (so a stat key may be reused).
+    fn stat_trusted(&self, e: &Entry) -> bool {
+        match e.kind {
+            Kind::Sqlite => false,
+            Kind::Dir => true,
+            _ => e.stat.ctime_ns.max(e.stat.mtime_ns) < self.src.racy_since_ns,
+        }
+    }
+
+    /// The tar header block(s) of an entry (GNU long-name blocks first when needed) and the
+    /// length of its data. Stable metadata only: uid/gid 0, no user/group names, no atime or
+    /// ctime; directories without mtime (they change with volatile files we don't archive).
+    fn header(&self, e: &Entry) -> Result<(Vec<u8>, u64)> {
+        let mut name = format!("{ROOT}/").into_bytes();
+        name.extend_from_slice(&e.rel);
+        let (ty, len, mtime) = match e.kind {
+            Kind::Dir => {
+                if !e.rel.is_empty() {
+                    name.push(b'/');
+                }
+                (EntryType::Directory, 0, 0)
+            }
+            Kind::Symlink => (EntryType::Symlink, 0, e.stat.mtime_ns),
+            Kind::File => (EntryType::Regular, e.stat.size, e.stat.mtime_ns),
+            Kind::Sqlite => {
+                let copy = self.src.sqlite_copies.get(&e.rel).ok_or_else(|| {
+                    anyhow!(
+                        "internal: no copy of the database {}",
+                        String::from_utf8_lossy(&e.rel)
+                    )
+                })?;
+                let size = fs::metadata(copy)
+                    .with_context(|| format!("cannot stat {}", copy.display()))?
+                    .len();
+                (EntryType::Regular, size, e.stat.mtime_ns)
+            }
+        };
+        let mut out = Vec::with_capacity(512);
+        let mut h = Header::new_gnu();
+        if name.len() > 100 {
+            long_name_block(&mut out, EntryType::GNULongName, &name);
+        }
+        if e.target.len() > 100 {
+            long_name_block(&mut out, EntryType::GNULongLink, &e.target);
+        }
+        {
+            let gnu = h
+                .as_gnu_mut()
+                .ok_or_else(|| anyhow!("internal: not a GNU header"))?;
+            let n = name.len().min(100);
+            gnu.name[..n].copy_from_slice(&name[..n]);
+            let t = e.target.len().min(100);
+            gnu.linkname[..t].copy_from_slice(&e.target[..t]);
+        }
+        h.set_entry_type(ty);
+        h.set_mode(e.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime((mtime.max(0) / 1_000_000_000) as u64);
+        h.set_size(len);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        Ok((out, len))
+    }
+
+    fn flush_group(&mut self, g: Group, trailer: bool) -> Result<()> {
+        if g.items.is_empty() && !trailer {
+            return Ok(());
+        }
+        let mut skey = g.skey;
+        skey.update(if trailer { b"T" } else { b"-" });
+        let skey = hex::encode(skey.finalize());
+        if g.reusable {
+            if let Some(&i) = self.cache.and_then(|c| c.by_skey.get(&skey)) {
+                self.stats.reused_by_stat += 1;
+                return self.emit_cached(i);
+            }
+        }
+        let mut buf = Vec::with_capacity(g.ulen + if trailer { 1024 } else { 0 });
+        for (i, hdr, len) in &g.items {
+            buf.extend_from_slice(hdr);
+            let e = &self.src.entries[*i];
+            if *len > 0 {
+                let at = buf.len();
+                let mut r = self.data_reader(e, *len)?;
+                r.read_to_end(&mut buf)?;
+                if self.hash_racy(e) {
+                    self.racy
+                        .insert(e.rel.clone(), hex::encode(Sha256::digest(&buf[at..])));
+                }
+            }
+            buf.resize(buf.len() + (pad512(*len) - len) as usize, 0);
+        }
+        if trailer {
+            buf.resize(buf.len() + 1024, 0);
+        }
+        let has_db = g
+            .items
+            .iter()
+            .any(|(i, _, _)| self.src.entries[*i].kind == Kind::Sqlite);
+        self.emit_raw((!has_db).then_some(skey), false, buf)
+    }
+
+    /// A big entry: its members (chained stat keys) from the cache, or content-defined chunks.
+    fn big_entry(&mut self, _i: usize, e: &Entry, hdr: Vec<u8>, len: u64) -> Result<()> {
+        let mut base = Sha256::new();
+        stat_key(&mut base, e, &hdr);
+        let base = base.finalize();
+        let part_key = |n: u64| {
+            let mut h = Sha256::new();
+            h.update(base);
+            h.update(n.to_le_bytes());
+            hex::encode(h.finalize())
+        };
+        let keyed = e.kind != Kind::Sqlite;
+        if keyed && self.stat_trusted(e) {
+            if let Some(c) = self.cache {
+                let mut chain = Vec::new();
+                for n in 0.. {
+                    match c.by_skey.get(&part_key(n)) {
+                        Some(&i) => {
+                            chain.push(i);
+                            if c.members[i].last {
+                                break;
+                            }
+                        }
+                        None => {
+                            chain.clear();
+                            break;
+                        }
+                    }
+                }
+                if !chain.is_empty() {
+                    self.stats.reused_by_stat += chain.len() as u64;
+                    for i in chain {
+                        self.emit_cached(i)?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let pad = pad512(len) - len;
+        let mut data = HashRead {
+            inner: self.data_reader(e, len)?,
+            h: Sha256::new(),
+        };
+        let mut r = io::Cursor::new(hdr)
+            .chain(&mut data)
+            .chain(io::repeat(0).take(pad));
+        let mut buf = Vec::with_capacity(CDC_MAX);
+        let mut n = 0u64;
+        let mut eof = false;
+        loop {
+            if !eof {
+                let want = CDC_MAX - buf.len();
+                let got = (&mut r).take(want as u64).read_to_end(&mut buf)?;
+                eof = got < want;
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let cut = cdc_cut(&buf).unwrap_or(buf.len());
+            let rest = buf.split_off(cut);
+            let last = eof && rest.is_empty();
+            let chunk = std::mem::replace(&mut buf, rest);
+            self.emit_raw(keyed.then(|| part_key(n)), last, chunk)?;
+            n += 1;
+            if last {
+                break;
+            }
+            buf.reserve(CDC_MAX - buf.len());
+        }
+        drop(r);
+        if self.hash_racy(e) {
+            self.racy
+                .insert(e.rel.clone(), hex::encode(data.h.finalize()));
+        }
+        Ok(())
+    }
+
+    fn hash_racy(&self, e: &Entry) -> bool {
+        crate::snapshot::is_racy(e, self.src.hash_since_ns + crate::snapshot::RACY_NS)
+    }
+
+    /// Exactly `len` bytes of the entry's data: the file may have shrunk or grown since the
+    /// walk; the header is already fixed, so cut or pad with zeros (the next backup sees the
+    /// new stat and reads it again).
+    fn data_reader(&self, e: &Entry, len: u64) -> Result<impl Read> {
+        let path = match e.kind {
+            Kind::Sqlite => self.src.sqlite_copies[&e.rel].clone(),
+            _ => e.path_in(self.src.root),
+        };
+        let f: Box<dyn Read + Send> = match File::open(&path) {
+            Ok(f) => Box::new(f),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!("backup: {} vanished while archiving", path.display());
+                Box::new(io::empty())
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Ok(f.take(len).chain(io::repeat(0)).take(len))
+    }
+
+    fn emit_cached(&mut self, i: usize) -> Result<()> {
+        let c = self.cache.ok_or_else(|| anyhow!("internal: no cache"))?;
+        let bytes = c.read(i).context("cannot read the member cache")?;
+        let m = &c.members[i];
+        self.stats.reused_members += 1;
+        self.send(
+            Meta {
+                skey: m.skey.clone(),
+                ukey: m.ukey.clone(),
+                ulen: m.ulen,
+                last: m.last,
+            },
+            Work::Ready(bytes),
+        )
+    }
+
+    fn emit_raw(&mut self, skey: Option<String>, last: bool, buf: Vec<u8>) -> Result<()> {
+        let ukey = hex::encode(Sha256::digest(&buf));
+        let ulen = buf.len() as u64;
+        if let Some(&i) = self.cache.and_then(|c| c.by_ukey.get(&ukey)) {
+            let c = self.cache.ok_or_else(|| anyhow!("internal: no cache"))?;
+            if c.members[i].ulen == ulen {
+                let bytes = c.read(i).context("cannot read the member cache")?;
+                self.stats.reused_members += 1;
+                return self.send(
+                    Meta {
+                        skey,
+                        ukey,
+                        ulen,
+                        last,
+                    },
+                    Work::Ready(bytes),
+                );
+            }
+        }
+        self.send(
+            Meta {
+                skey,
+                ukey,
+                ulen,
+                last,
+            },
+            Work::Compress(buf),
+        )
+    }
+
+    fn send(&mut self, meta: Meta, work: Work) -> Result<()> {
+        self.stats.tar_bytes += meta.ulen;
+        self.stats.members += 1;
+        self.metas.push(meta);
+        // Blocks while IN_FLIGHT members wait to be written: bounded memory.
+        self.tok_tx
+            .send(())
+            .map_err(|_| anyhow!("archive writer stopped"))?;
+        self.job_tx
+            .send((self.seq, work))
+            .map_err(|_| anyhow!("archive workers stopped"))?;
+        self.seq += 1;
+        if self.last_log.elapsed() >= Duration::from_secs(5) {
+            self.last_log = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            tracing::info!(
+                "backup: {} of {} MB archived ({} members, {} reused), {:.0} MB/s",
+                self.stats.tar_bytes >> 20,
+                self.total >> 20,
+                self.stats.members,
+                self.stats.reused_members,
+                self.stats.tar_bytes as f64 / 1e6 / secs
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A reader that hashes what passes through.
+struct HashRead<R> {
+    inner: R,
+    h: Sha256,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Feed an entry's identity into a stat key: its header (path, mode, size, mtime, link target)
+/// plus inode and ctime, which change on every write.
+fn stat_key(h: &mut Sha256, e: &Entry, hdr: &[u8]) {
+    h.update((hdr.len() as u64).to_le_bytes());
+    h.update(hdr);
+    if e.kind != Kind::Dir {
+        h.update(e.stat.ino.to_le_bytes());
+        h.update(e.stat.ctime_ns.to_le_bytes());
+    }
+}
+
+fn long_name_block(out: &mut Vec<u8>, ty: EntryType, name: &[u8]) {
+    let mut h = Header::new_gnu();
+    if let Some(gnu) = h.as_gnu_mut() {
+        gnu.name[..13].copy_from_slice(b"././@LongLink");
+    }
+    h.set_entry_type(ty);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(name.len() as u64 + 1);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(name);
+    let data = name.len() as u64 + 1;
+    out.resize(out.len() + 1 + (pad512(data) - data) as usize, 0);
+}
+
+fn pad512(n: u64) -> u64 {
+    n.div_ceil(512) * 512
+}
+
+/// FNV-1a of the path: decides group anchors.
+fn path_hash(p: &[u8]) -> u64 {
+    p.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The gear table: 256 fixed pseudo-random words (splitmix64 from a constant seed).
+const GEAR: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut x: u64 = 0x6f70_656e_636c_6177; // "openclaw"
+    let mut i = 0;
+    while i < 256 {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        t[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    t
+};
+
+/// First content-defined cut in `buf` (chunk starts at 0), if any before `CDC_MAX`.
+fn cdc_cut(buf: &[u8]) -> Option<usize> {
+    if buf.len() <= CDC_MIN {
+        return None;
+    }
+    let end = buf.len().min(CDC_MAX);
+    // The hash only depends on the last 64 bytes, so start just before the minimum.
+    let mut h = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(end).skip(CDC_MIN - 64) {
+        h = (h << 1).wrapping_add(GEAR[b as usize]);
+        if i >= CDC_MIN && h & CDC_MASK == 0 {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// One gzip member: no name, mtime 0, OS "Unix" (as `gzip -n` from stdin). Data that does not
+/// compress (random bytes, embeddings) is stored, which costs almost no CPU.
+fn compress(buf: &[u8], level: u32) -> Vec<u8> {
+    let level = if incompressible(buf) { 0 } else { level };
+    let mut e = GzBuilder::new().mtime(0).operating_system(3).write(
+        Vec::with_capacity(buf.len() / 2 + 64),
+        Compression::new(level),
+    );
+    // Writing to a Vec can't fail.
+    let _ = e.write_all(buf);
+    e.finish().unwrap_or_default()
+}
+
+/// True when three 16 KiB samples (start, middle, end) each shrink by less than 3 % at level 1.
+fn incompressible(buf: &[u8]) -> bool {
+    const S: usize = 16 << 10;
+    if buf.len() < 4 * S {
+        return false;
+    }
+    let mut out = Vec::with_capacity(S + 1024);
+    [0, buf.len() / 2 - S / 2, buf.len() - S].iter().all(|&at| {
+        out.clear();
+        let mut c = flate2::Compress::new(Compression::new(1), false);
+        let ok = c
+            .compress_vec(&buf[at..at + S], &mut out, flate2::FlushCompress::Finish)
+            .is_ok();
+        ok && out.len() * 100 > S * 97
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdc_cuts_are_content_defined() {
+        let mut data = vec![0u8; 6 << 20];
+        let mut x = 1u64;
+        for b in data.iter_mut() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (x >> 56) as u8;
+        }
+        let cuts = |d: &[u8]| {
+            let mut out = Vec::new();
+            let mut at = 0;
+            while at < d.len() {
+                let n = cdc_cut(&d[at..(at + CDC_MAX).min(d.len())])
+                    .unwrap_or((d.len() - at).min(CDC_MAX));
+                at += n;
+                out.push(at);
+            }
+            out
+        };
+        let a = cuts(&data);
+        // Insert 100 bytes near the start: later cuts shift by exactly 100.
+        let mut shifted = data[..1000].to_vec();
+        shifted.extend_from_slice(&[7u8; 100]);
+        shifted.extend_from_slice(&data[1000..]);
+        let b = cuts(&shifted);
+        let common = a.iter().filter(|c| b.contains(&(**c + 100))).count();
+        assert!(common + 2 >= a.len(), "cuts {a:?} vs {b:?}");
+    }
+
+    #[test]
+    fn incompressible_detection() {
+        let mut x = 7u64;
+        let random: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(incompressible(&random));
+        assert!(!incompressible(&vec![b'a'; 200_000]));
+    }
+}
