@@ -816,14 +816,28 @@ impl Store for HfStore {
 
     async fn head(&self) -> Result<Option<RemoteInfo>, StoreError> {
         let what = "reading the latest backup's digest";
+        // A restore that finds the local state already equal to the latest backup stops at
+        // `head`: that commit is then the baseline for conflict detection. An existing baseline
+        // is never advanced here, or a concurrent writer would go unnoticed.
+        let adopt = |commit: Option<&String>| {
+            let mut seen = self.last_head.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.is_none() {
+                *seen = commit.cloned();
+            }
+        };
         match self.locate(what).await? {
-            Located::NoDataset | Located::NoBackup { .. } => Ok(None),
+            Located::NoDataset => Ok(None),
+            Located::NoBackup { commit } => {
+                adopt(commit.as_ref());
+                Ok(None)
+            }
             Located::Backup {
                 commit,
                 archive_size,
                 sidecar_size,
             } => {
                 let sha256 = self.read_sidecar(&commit, sidecar_size, what).await?;
+                adopt(Some(&commit));
                 Ok(Some(RemoteInfo {
                     sha256,
                     size: Some(archive_size),
