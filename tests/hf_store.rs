@@ -616,7 +616,11 @@ async fn concurrent_writer_is_detected_not_overwritten() {
     let restarted = rig.store().await;
     let latest = restarted.head().await.expect("head").expect("backup");
     assert_eq!(latest.sha256, sha_c);
-    rig.store().await.put(&b, &sha_b).await.expect("another writer's put");
+    rig.store()
+        .await
+        .put(&b, &sha_b)
+        .await
+        .expect("another writer's put");
     let e = expect_err(restarted.put(&a, &sha_a).await);
     assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
 }
@@ -822,4 +826,97 @@ async fn python_venv() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
+/// Run the real binary against the fake hub with `HF_DATASET`; returns (success, stdout, stderr).
+async fn entrypoint(rig: &Rig, data: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", rig.dir.path())
+            .env("ENTRYPOINT_DATA_DIR", data)
+            .env("ENTRYPOINT_LOG", "info")
+            .env("HF_DATASET", DS)
+            .env("HF_TOKEN", token)
+            .env("HF_ENDPOINT", rig.hub.endpoint())
+            .env("ENTRYPOINT_HF_TIMEOUT", "10s")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+            .env("HF_XET_TELEMETRY_ENABLED", "0")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("entrypoint took over 2 minutes")
+    .expect("cannot run the entrypoint binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for secret in [WRITE, READ, UNKNOWN] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "token in the output of {args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    (out.status.success(), stdout, stderr)
+}
+
+fn result_of(stdout: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad JSON outcome ({e}): {stdout}"));
+    v["result"].as_str().unwrap_or_default().to_string()
+}
+
+/// `entrypoint backup | restore | verify` end to end: the backup engine's archive through the
+/// hf store into the fake hub, and back into an empty data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_backup_restore_verify_through_the_fake_hub() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let data = rig.dir.path().join("data");
+    let state = data.join(".openclaw");
+    std::fs::create_dir_all(state.join("agents/main")).expect("state dir");
+    std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#).expect("config");
+    let notes = pseudo_random(2 << 20, 10);
+    std::fs::write(state.join("agents/main/notes.bin"), &notes).expect("notes");
+
+    let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+    assert!(ok, "backup failed:\n{err}");
+    assert_eq!(result_of(&out), "uploaded", "{out}");
+    assert_eq!(rig.hub.repo_is_private(RepoType::Dataset, DS), Some(true));
+    assert_eq!(rig.commits(), 2, "archive and sidecar in one commit");
+    let files = rig.hub.head_files(RepoType::Dataset, DS);
+    assert!(
+        files.contains_key(ARCHIVE_NAME) && files.contains_key(SIDECAR_NAME),
+        "{files:?}"
+    );
+
+    // Nothing changed: no new commit.
+    let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+    assert!(ok, "second backup failed:\n{err}");
+    assert_eq!(result_of(&out), "skipped", "{out}");
+    assert_eq!(rig.commits(), 2);
+
+    // A new container with an empty disk gets the state back.
+    let fresh = rig.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).expect("fresh data dir");
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    assert_eq!(result_of(&out), "restored", "{out}");
+    assert_eq!(
+        std::fs::read(fresh.join(".openclaw/agents/main/notes.bin")).expect("restored file"),
+        notes
+    );
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["verify"]).await;
+    assert!(ok, "verify failed:\n{err}");
+    assert_eq!(result_of(&out), "verified", "{out}");
+
+    // A rejected token: a clear failure naming HF_TOKEN, and the backup on the hub untouched.
+    std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7861}}"#).expect("config");
+    let (ok, _, err) = entrypoint(&rig, &data, UNKNOWN, &["backup"]).await;
+    assert!(!ok, "a rejected token must fail the backup");
+    assert!(err.contains("HF_TOKEN was rejected (401)"), "{err}");
+    assert_eq!(rig.commits(), 2);
 }
