@@ -17,7 +17,11 @@ use crate::settings::{parse_duration, Env, LogFormat, Overrides, RestartPolicy, 
 use crate::store;
 
 #[derive(Debug, Parser)]
-#[command(name = "entrypoint", version, about = "PID 1 for the OpenClaw gateway on a Hugging Face Space: supervise, configure, back up, restore.")]
+#[command(
+    name = "entrypoint",
+    version,
+    about = "PID 1 for the OpenClaw gateway on a Hugging Face Space: supervise, configure, back up, restore."
+)]
 struct Cli {
     /// Log format [env: ENTRYPOINT_LOG_FORMAT] (default: human).
     #[arg(long, global = true, value_enum)]
@@ -73,8 +77,15 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run(RunArgs::default()));
     let overrides = match &command {
-        Command::Run(a) => Overrides { restart: a.restart, stop_timeout: a.stop_timeout, log_format: cli.log_format },
-        _ => Overrides { log_format: cli.log_format, ..Default::default() },
+        Command::Run(a) => Overrides {
+            restart: a.restart,
+            stop_timeout: a.stop_timeout,
+            log_format: cli.log_format,
+        },
+        _ => Overrides {
+            log_format: cli.log_format,
+            ..Default::default()
+        },
     };
     let settings = match Settings::load(&Env::from_process(), &overrides) {
         Ok(s) => s,
@@ -90,7 +101,7 @@ pub fn main() -> i32 {
         return run::main(settings, cmd);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match run::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("entrypoint: cannot start the async runtime: {e}");
@@ -121,11 +132,15 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
     match command {
         Command::Run(_) => unreachable!("handled before the runtime starts"),
         Command::Config => {
-            let merged = match openclaw::config::load_existing(&data.state_dir().join(openclaw::config::FILE_NAME))? {
+            let merged = match openclaw::config::load_existing(
+                &data.state_dir().join(openclaw::config::FILE_NAME),
+            )? {
                 openclaw::config::Existing::Json(v) | openclaw::config::Existing::Json5(v) => v,
                 _ => serde_json::json!({}),
             };
-            let text = serde_json::to_string_pretty(&openclaw::config::apply_owned(merged, settings))?;
+            let mut config = openclaw::config::apply_owned(merged, settings);
+            crate::settings::redact_secret_values(&mut config);
+            let text = serde_json::to_string_pretty(&config)?;
             println!("{}", openclaw::config::redact(text, &settings.secrets()));
             Ok(0)
         }
@@ -161,12 +176,17 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn store::Store>> {
-    store::open(settings.backup.store.as_ref())
-        .await?
-        .context("no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR")
+    store::open(settings.backup.store.as_ref()).await?.context(
+        "no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR",
+    )
 }
 
-fn print_status(settings: &Settings, data: &DataDir, job: &backup::Job, json: bool) -> anyhow::Result<()> {
+fn print_status(
+    settings: &Settings,
+    data: &DataDir,
+    job: &backup::Job,
+    json: bool,
+) -> anyhow::Result<()> {
     let last = backup::last_record(&job.meta_dir);
     let status = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -191,7 +211,11 @@ fn human_status(v: &serde_json::Value) -> String {
         match v {
             serde_json::Value::Object(m) if !m.is_empty() => {
                 for (k, v) in m {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&key, v, out);
                 }
             }

@@ -49,7 +49,10 @@ pub fn resolve(candidate: &Path, home: Option<&Path>) -> anyhow::Result<DataDir>
     probe(home).with_context(|| format!("HOME: {} is not writable either", home.display()))?;
     Ok(DataDir {
         root: home.to_path_buf(),
-        reason: format!("{} is not usable ({why_not:#}); using $HOME", candidate.display()),
+        reason: format!(
+            "{} is not usable ({why_not:#}); using $HOME",
+            candidate.display()
+        ),
     })
 }
 
@@ -61,7 +64,10 @@ fn probe(dir: &Path) -> anyhow::Result<()> {
     }
     let path = dir.join(format!(".entrypoint-probe-{}", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         f.write_all(b"probe")?;
         f.sync_all()
     })();
@@ -79,7 +85,10 @@ mod tests {
         let d = resolve(t.path(), Some(Path::new("/nonexistent-home"))).unwrap();
         assert_eq!(d.root, t.path());
         assert_eq!(d.state_dir(), t.path().join(".openclaw"));
-        assert!(fs::read_dir(t.path()).unwrap().next().is_none(), "probe file left behind");
+        assert!(
+            fs::read_dir(t.path()).unwrap().next().is_none(),
+            "probe file left behind"
+        );
     }
 
     #[test]

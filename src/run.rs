@@ -33,7 +33,7 @@ pub fn main(settings: Settings, cmd: Option<Vec<OsString>>) -> i32 {
             return EX_STARTUP;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("entrypoint: cannot start the async runtime: {e}");
@@ -61,7 +61,20 @@ pub fn main(settings: Settings, cmd: Option<Vec<OsString>>) -> i32 {
     code
 }
 
-async fn service(settings: &Settings, cmd: Option<Vec<OsString>>, sup: &Supervisor) -> anyhow::Result<i32> {
+/// The async runtime every command uses: two workers (a Space has two vCPUs; heavy work such
+/// as compression runs on blocking threads anyway).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+async fn service(
+    settings: &Settings,
+    cmd: Option<Vec<OsString>>,
+    sup: &Supervisor,
+) -> anyhow::Result<i32> {
     let started = Instant::now();
     let is_openclaw = cmd.as_deref().is_none_or(openclaw::is_openclaw);
     if is_openclaw && settings.gateway_token.is_none() {
@@ -97,12 +110,27 @@ async fn service(settings: &Settings, cmd: Option<Vec<OsString>>, sup: &Supervis
     if let Some(ka) = settings.keepalive.clone() {
         tasks.spawn(keepalive::run(ka, shutdown.clone()));
     }
+    if let (true, true, Some(token)) = (is_openclaw, settings.auto_pair, settings.gateway_token.clone()) {
+        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
+    }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
-    let restart = settings.restart.unwrap_or(if cmd.is_none() { RestartPolicy::OnFailure } else { RestartPolicy::Never });
+    let restart = settings.restart.unwrap_or(if cmd.is_none() {
+        RestartPolicy::OnFailure
+    } else {
+        RestartPolicy::Never
+    });
     let policy = Policy::new(restart, settings.stop_timeout);
-    info!(startup_ms = started.elapsed().as_millis() as u64, "starting {}", crate::settings::display_cmd(&[spec.program.clone()]));
+    info!(
+        startup_ms = started.elapsed().as_millis() as u64,
+        "starting {}",
+        crate::settings::display_cmd(&[spec.program.clone()])
+    );
 
-    let mut hooks = ConfigRecovery { state_dir: job.state_dir.clone(), settings, retried: !is_openclaw };
+    let mut hooks = ConfigRecovery {
+        state_dir: job.state_dir.clone(),
+        settings,
+        retried: !is_openclaw,
+    };
     let code = match &store {
         None => sup.run(spec, policy, &mut hooks, shutdown.clone()).await,
         Some(store) => {
@@ -113,9 +141,20 @@ async fn service(settings: &Settings, cmd: Option<Vec<OsString>>, sup: &Supervis
                     loop_done.cancel();
                     c
                 },
-                backup_loop(&job, store.as_ref(), settings.backup.interval, loop_done.clone()),
+                backup_loop(
+                    &job,
+                    store.as_ref(),
+                    settings.backup.interval,
+                    loop_done.clone()
+                ),
             );
-            final_backup(&job, store.as_ref(), settings.backup.final_deadline, sup.second_signal()).await;
+            final_backup(
+                &job,
+                store.as_ref(),
+                settings.backup.final_deadline,
+                sup.second_signal(),
+            )
+            .await;
             code
         }
     };
@@ -131,7 +170,11 @@ async fn restore_at_start(job: &Job, store: &dyn Store) {
     let t = Instant::now();
     match restore::restore_latest(job, store).await {
         Ok(restore::Outcome::NoBackup) => info!("no backup in {}: fresh start", store.describe()),
-        Ok(outcome) => info!(ms = t.elapsed().as_millis() as u64, "restore from {}: {outcome:?}", store.describe()),
+        Ok(outcome) => info!(
+            ms = t.elapsed().as_millis() as u64,
+            "restore from {}: {outcome:?}",
+            store.describe()
+        ),
         Err(e) => error!(
             "RESTORE FAILED from {}: {e:#}. Keeping the state on disk and starting anyway; \
              backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
@@ -200,7 +243,11 @@ const RUN_LOCK: &str = "run.lock";
 /// Held for the life of `run`, so `restore` can tell that a gateway is using the state dir.
 fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
     let path = data.meta_dir().join(RUN_LOCK);
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
         anyhow::anyhow!(
             "another entrypoint is already running on {} ({e}); stop it first",

@@ -143,6 +143,7 @@ pub struct HfSettings {
     /// Squash the dataset's history after this many uploads (0 = never).
     pub squash_every: u32,
     /// Per-request timeout.
+    #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
 }
 
@@ -151,17 +152,23 @@ pub struct BackupSettings {
     /// None: backups are off.
     pub store: Option<StoreSettings>,
     /// Time between periodic backups (a random jitter of up to 10 % is added).
+    #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
     /// Extra glob patterns (relative to the state dir) never backed up.
     pub excludes: Vec<String>,
     /// Deadline for the final backup after the child stopped.
+    #[serde(serialize_with = "ser_duration")]
     pub final_deadline: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeepaliveSettings {
     pub url: String,
+    #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
+    /// `HF_TOKEN`, sent as a bearer token only when `url` is on the Space's own host
+    /// (`SPACE_HOST`): a private Space answers 404 to anonymous requests.
+    pub token: Option<Secret>,
 }
 
 /// Everything the binary was told, validated.
@@ -176,8 +183,10 @@ pub struct Settings {
     pub extra_origins: Vec<String>,
     pub trusted_proxies: Vec<Cidr>,
     /// JSON merge patch (RFC 7396) applied last to openclaw.json.
+    #[serde(serialize_with = "ser_patch")]
     pub config_patch: Option<serde_json::Value>,
     pub restart: Option<RestartPolicy>,
+    #[serde(serialize_with = "ser_duration")]
     pub stop_timeout: Duration,
     pub log_format: LogFormat,
     /// `ENTRYPOINT_LOG`: a tracing filter (e.g. `debug`), default `info`.
@@ -257,6 +266,43 @@ impl Env {
     }
 }
 
+/// Durations appear in `status` as `"300s"`, not as serde's `{secs, nanos}`.
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{}s", d.as_secs_f64()))
+}
+
+/// The patch may hold literal keys: `status` shows it with secret-looking values redacted.
+fn ser_patch<S: serde::Serializer>(p: &Option<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
+    let mut p = p.clone();
+    if let Some(v) = &mut p {
+        redact_secret_values(v);
+    }
+    p.serialize(s)
+}
+
+/// Replace string values under secret-looking keys (`apiKey`, `token`, `password`, ...) by
+/// `<redacted>`, except env references like `${MY_KEY}`, which are safe to show.
+pub fn redact_secret_values(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                let key = k.to_ascii_lowercase();
+                let secretish = ["key", "token", "secret", "password", "credential"]
+                    .iter()
+                    .any(|w| key.contains(w));
+                match v {
+                    serde_json::Value::String(s) if secretish && !s.starts_with("${") => {
+                        *s = "<redacted>".into()
+                    }
+                    _ => redact_secret_values(v),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_secret_values),
+        _ => {}
+    }
+}
+
 /// `90`, `90s`, `5m`, `2h`, `500ms` → a duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -278,7 +324,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn list(v: &str) -> impl Iterator<Item = &str> {
-    v.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty())
+    v.split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// Names of the variables this module reads, for the README and `status`.
@@ -316,13 +364,18 @@ impl Settings {
         let port = match env.get("PORT") {
             None => 7860,
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                bad("PORT", format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"))
+                bad(
+                    "PORT",
+                    format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
+                )
             })?,
         };
 
-        let space_host = env
-            .get("SPACE_HOST")
-            .map(|h| h.trim_start_matches("https://").trim_end_matches('/').to_string());
+        let space_host = env.get("SPACE_HOST").map(|h| {
+            h.trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string()
+        });
 
         let mut extra_origins = Vec::new();
         for o in list(env.get("OPENCLAW_ALLOWED_ORIGINS").unwrap_or("")) {
@@ -336,20 +389,32 @@ impl Settings {
         }
 
         // On a Space the HF proxy reaches us from 10.x; locally nothing is trusted by default.
-        let proxies_default = if space_host.is_some() { "10.0.0.0/8" } else { "" };
+        let proxies_default = if space_host.is_some() {
+            "10.0.0.0/8"
+        } else {
+            ""
+        };
         let trusted_proxies = match env.0.get("OPENCLAW_TRUSTED_PROXIES") {
             Some(v) => v.as_str(),
             None => proxies_default,
         };
         let trusted_proxies = list(trusted_proxies)
-            .map(|c| c.parse::<Cidr>().map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e)))
+            .map(|c| {
+                c.parse::<Cidr>()
+                    .map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let config_patch = match env.get("OPENCLAW_CONFIG_PATCH") {
             None => None,
             Some(p) => {
                 let v: serde_json::Value = serde_json::from_str(p).map_err(|e| {
-                    bad("OPENCLAW_CONFIG_PATCH", format!("not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"))
+                    bad(
+                        "OPENCLAW_CONFIG_PATCH",
+                        format!(
+                            "not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"
+                        ),
+                    )
                 })?;
                 if !v.is_object() {
                     return Err(bad(
@@ -365,9 +430,14 @@ impl Settings {
             Some(r) => Some(r),
             None => match env.get("ENTRYPOINT_RESTART") {
                 None => None,
-                Some(v) => Some(<RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                    bad("ENTRYPOINT_RESTART", format!("'{v}' is not a policy; use always, on-failure or never"))
-                })?),
+                Some(v) => Some(
+                    <RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                        bad(
+                            "ENTRYPOINT_RESTART",
+                            format!("'{v}' is not a policy; use always, on-failure or never"),
+                        )
+                    })?,
+                ),
             },
         };
         let stop_timeout = match cli.stop_timeout {
@@ -379,7 +449,10 @@ impl Settings {
             None => match env.get("ENTRYPOINT_LOG_FORMAT") {
                 None => LogFormat::Human,
                 Some(v) => <LogFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                    bad("ENTRYPOINT_LOG_FORMAT", format!("'{v}' is not a format; use human or json"))
+                    bad(
+                        "ENTRYPOINT_LOG_FORMAT",
+                        format!("'{v}' is not a format; use human or json"),
+                    )
                 })?,
             },
         };
@@ -394,9 +467,9 @@ impl Settings {
                 ))
             }
             (Some(ds), None) => {
-                let valid = ds.split_once('/').is_some_and(|(o, n)| {
-                    !o.is_empty() && !n.is_empty() && !n.contains('/')
-                });
+                let valid = ds
+                    .split_once('/')
+                    .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
                 if !valid {
                     return Err(bad(
                         "HF_DATASET",
@@ -412,7 +485,9 @@ impl Settings {
                 Some(StoreSettings::Hf(HfSettings {
                     dataset: ds.to_string(),
                     token: hf_token.clone(),
-                    endpoint: env.get("HF_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
+                    endpoint: env
+                        .get("HF_ENDPOINT")
+                        .map(|e| e.trim_end_matches('/').to_string()),
                     allow_public,
                     squash_every,
                     timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
@@ -437,7 +512,8 @@ impl Settings {
             final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(20))?,
         };
         for g in &backup.excludes {
-            globset::Glob::new(g).map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
+            globset::Glob::new(g)
+                .map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
         }
 
         let keepalive = match env.flag("ENTRYPOINT_KEEPALIVE")? {
@@ -453,11 +529,24 @@ impl Settings {
                     }
                 };
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad("ENTRYPOINT_KEEPALIVE_URL", format!("'{url}' is not an http(s) URL")));
+                    return Err(bad(
+                        "ENTRYPOINT_KEEPALIVE_URL",
+                        format!("'{url}' is not an http(s) URL"),
+                    ));
                 }
+                // Never send the token to a third-party monitor URL.
+                let own_host = space_host.as_ref().is_some_and(|h| {
+                    url.strip_prefix("https://")
+                        .and_then(|rest| rest.split(['/', '?', '#']).next())
+                        .is_some_and(|host| host.eq_ignore_ascii_case(h))
+                });
                 Some(KeepaliveSettings {
+                    token: if own_host { hf_token.clone() } else { None },
                     url,
-                    interval: env.duration("ENTRYPOINT_KEEPALIVE_INTERVAL", Duration::from_secs(6 * 3600))?,
+                    interval: env.duration(
+                        "ENTRYPOINT_KEEPALIVE_INTERVAL",
+                        Duration::from_secs(6 * 3600),
+                    )?,
                 })
             }
             _ => None,
@@ -507,7 +596,10 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingError> {
-        Settings::load(&Env::from_pairs(pairs.iter().copied()), &Overrides::default())
+        Settings::load(
+            &Env::from_pairs(pairs.iter().copied()),
+            &Overrides::default(),
+        )
     }
 
     #[test]
@@ -526,7 +618,11 @@ mod tests {
         let s = load(&[("SPACE_HOST", "alice-claw.hf.space")]).unwrap();
         assert_eq!(s.trusted_proxies[0].to_string(), "10.0.0.0/8");
         // An explicit empty value turns it off.
-        let s = load(&[("SPACE_HOST", "a-b.hf.space"), ("OPENCLAW_TRUSTED_PROXIES", "")]).unwrap();
+        let s = load(&[
+            ("SPACE_HOST", "a-b.hf.space"),
+            ("OPENCLAW_TRUSTED_PROXIES", ""),
+        ])
+        .unwrap();
         assert!(s.trusted_proxies.is_empty());
     }
 
@@ -554,19 +650,44 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_and_json() {
-        let s = load(&[("OPENCLAW_GATEWAY_TOKEN", "tok-123456"), ("HF_TOKEN", "hf_abcdef"), ("HF_DATASET", "a/b")]).unwrap();
+        let s = load(&[
+            ("OPENCLAW_GATEWAY_TOKEN", "tok-123456"),
+            ("HF_TOKEN", "hf_abcdef"),
+            ("HF_DATASET", "a/b"),
+        ])
+        .unwrap();
         let dbg = format!("{s:?}");
         let json = serde_json::to_string(&s).unwrap();
         for out in [dbg, json] {
-            assert!(!out.contains("tok-123456") && !out.contains("hf_abcdef"), "{out}");
+            assert!(
+                !out.contains("tok-123456") && !out.contains("hf_abcdef"),
+                "{out}"
+            );
         }
         assert_eq!(s.secrets(), vec!["tok-123456", "hf_abcdef"]);
+        let patch = r#"{"models":{"providers":{"p":{"apiKey":"sk-literal","baseUrl":"http://x"},"q":{"apiKey":"${Q_KEY}"}}}}"#;
+        let s = load(&[("OPENCLAW_CONFIG_PATCH", patch)]).unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            !json.contains("sk-literal") && json.contains("${Q_KEY}") && json.contains("http://x"),
+            "{json}"
+        );
     }
 
     #[test]
     fn cli_overrides_env() {
-        let env = Env::from_pairs([("ENTRYPOINT_RESTART", "always"), ("ENTRYPOINT_STOP_TIMEOUT", "3s")]);
-        let s = Settings::load(&env, &Overrides { restart: Some(RestartPolicy::Never), ..Default::default() }).unwrap();
+        let env = Env::from_pairs([
+            ("ENTRYPOINT_RESTART", "always"),
+            ("ENTRYPOINT_STOP_TIMEOUT", "3s"),
+        ]);
+        let s = Settings::load(
+            &env,
+            &Overrides {
+                restart: Some(RestartPolicy::Never),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(s.restart, Some(RestartPolicy::Never));
         assert_eq!(s.stop_timeout, Duration::from_secs(3));
     }
@@ -577,6 +698,25 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn keepalive_sends_hf_token_only_to_the_space_itself() {
+        let s = load(&[("ENTRYPOINT_KEEPALIVE", "1"), ("SPACE_HOST", "a-b.hf.space"), ("HF_TOKEN", "hf_x")]).unwrap();
+        let ka = s.keepalive.unwrap();
+        assert_eq!(ka.url, "https://a-b.hf.space/healthz");
+        assert_eq!(ka.token.as_ref().map(Secret::expose), Some("hf_x"));
+        for url in ["https://monitor.example/ping", "http://a-b.hf.space/healthz", "https://a-b.hf.space.evil.example/x"] {
+            let s = load(&[
+                ("ENTRYPOINT_KEEPALIVE", "1"),
+                ("ENTRYPOINT_KEEPALIVE_URL", url),
+                ("SPACE_HOST", "a-b.hf.space"),
+                ("HF_TOKEN", "hf_x"),
+            ])
+            .unwrap();
+            assert!(s.keepalive.unwrap().token.is_none(), "{url}");
+        }
+        assert!(load(&[("ENTRYPOINT_KEEPALIVE", "1")]).unwrap_err().var == "ENTRYPOINT_KEEPALIVE_URL");
     }
 
     #[test]

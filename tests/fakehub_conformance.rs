@@ -133,6 +133,7 @@ async fn hf_hub_crate_xet_round_trip() {
         "xorb bytes: {}",
         hub.cas_bytes_received()
     );
+    cross_check_shard_parser(hub.cas_dir());
     let files = hub.head_files(RepoType::Dataset, "me/backups");
     let tar = &files["latest_backup.tar.gz"];
     assert!(tar.lfs && tar.xet_hash.is_some(), "{tar:?}");
@@ -256,6 +257,16 @@ async fn hf_hub_crate_auth_semantics() {
         .create_repository()
         .repo_id("me/x")
         .repo_type(RepoTypeDataset)
+        .send()
+        .await;
+    assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
+
+    // Writes without a token are 401 even where the repo is invisible (private).
+    let r = anon
+        .dataset("me", "private")
+        .upload_file()
+        .source(AddSource::Bytes(b"x".to_vec().into()))
+        .path_in_repo("x.txt")
         .send()
         .await;
     assert!(matches!(r, Err(HFError::AuthRequired { .. })), "{r:?}");
@@ -620,4 +631,65 @@ async fn python_client_legacy_lfs_without_transfer_key() {
     let hub = run_python_check(Transfer::None, "lfs", tmp.path()).await;
     assert_eq!(hub.count_requests("PUT", "/lfs-upload/"), 3);
     check_history_after_python(&hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_growth_xet_dedup_and_super_squash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.create_repo(RepoType::Dataset, "me/grow", true);
+    let repo = client(&hub, Some(WRITE), &tmp.path().join("cache")).dataset("me", "grow");
+    let upload = |data: Vec<u8>| {
+        repo.upload_file()
+            .source(AddSource::Bytes(data.into()))
+            .path_in_repo("latest_backup.tar.gz")
+            .send()
+    };
+    let base = pseudo_random(1_000_000, 5);
+
+    // Overwriting one path keeps every version in history (what the Hub bills).
+    upload(base.clone()).await.unwrap();
+    let cas_first = hub.cas_bytes_received();
+    let mut changed = base.clone();
+    changed.extend_from_slice(b"a few more bytes at the end");
+    upload(changed.clone()).await.unwrap();
+    let cas_second = hub.cas_bytes_received() - cas_first;
+    let gitattributes = hub.head_files(RepoType::Dataset, "me/grow")[".gitattributes"].size;
+    assert_eq!(
+        hub.stored_bytes(RepoType::Dataset, "me/grow"),
+        gitattributes + base.len() as u64 + changed.len() as u64
+    );
+    // ...while xet's chunk dedup sends only the changed tail the second time.
+    assert!(
+        cas_second < cas_first / 4,
+        "xet sent {cas_second} bytes for a 27-byte change (first upload {cas_first})"
+    );
+    eprintln!("xorb bytes: first upload {cas_first}, appended-27-bytes upload {cas_second}");
+
+    // Super-squash is raw HTTP (not in hf-hub 1.0): one commit remains, storage drops.
+    let url = format!("{}/api/datasets/me/grow/super-squash/main", hub.endpoint());
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(url)
+        .bearer_auth(WRITE);
+    let r = r
+        .json(&serde_json::json!({"message": "squash"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(hub.commits(RepoType::Dataset, "me/grow").len(), 1);
+    assert_eq!(
+        hub.stored_bytes(RepoType::Dataset, "me/grow"),
+        gitattributes + changed.len() as u64
+    );
+    let got = repo
+        .download_file_to_bytes()
+        .filename("latest_backup.tar.gz")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == changed.as_slice());
 }

@@ -1,19 +1,10 @@
 //! The `hf` store (src/store/hf.rs) against the fake Hub (tests/support/fakehub), in process:
 //! round trips, dataset creation and visibility, every fault knob, conflicts, bounded history
 //! with squash, xet dedupe, and that no error ever carries the token.
-//!
-//! The crate is a binary, so the store and the settings it takes are compiled in here by path.
 
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
 
-#[allow(dead_code)]
-#[path = "../src/settings.rs"]
-mod settings;
-
-#[allow(dead_code)]
-#[path = "../src/store/mod.rs"]
-mod store;
 
 /// `src/store/dir.rs`, compiled in with the store module, borrows the backup engine's date
 /// helper for its sortable file stamps; a stand-in (same ordering, not calendar dates) keeps the
@@ -31,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fakehub::{Access, Action, Config, FakeHub, RepoType, Transfer};
-use settings::{HfSettings, Secret};
-use store::hf::HfStore;
-use store::{Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
+use openclaw_space::settings::{HfSettings, Secret};
+use openclaw_space::store::hf::HfStore;
+use openclaw_space::store::{self, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
 
 const WRITE: &str = "hf_test_write_0123456789abcdef";
 const READ: &str = "hf_test_read_0123456789abcdef";

@@ -43,7 +43,9 @@ pub fn load_existing(path: &Path) -> anyhow::Result<Existing> {
     }
     match json5::from_str::<Value>(&text) {
         Ok(v @ Value::Object(_)) => Ok(Existing::Json5(v)),
-        Ok(_) => Ok(Existing::Unreadable("the top level is not an object".into())),
+        Ok(_) => Ok(Existing::Unreadable(
+            "the top level is not an object".into(),
+        )),
         Err(e) => Ok(Existing::Unreadable(e.to_string())),
     }
 }
@@ -57,7 +59,9 @@ fn obj(v: &mut Value) -> &mut Map<String, Value> {
 
 fn child<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
     let m = obj(v);
-    let c = m.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let c = m
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !c.is_object() {
         *c = Value::Object(Map::new());
     }
@@ -66,7 +70,11 @@ fn child<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
 
 /// The origins browsers will use: the Space's, the extras, and local ones for `docker run`.
 pub fn allowed_origins(s: &Settings) -> Vec<String> {
-    let mut v: Vec<String> = s.space_host.iter().map(|h| format!("https://{h}")).collect();
+    let mut v: Vec<String> = s
+        .space_host
+        .iter()
+        .map(|h| format!("https://{h}"))
+        .collect();
     v.extend(s.extra_origins.iter().cloned());
     v.push(format!("http://localhost:{}", s.port));
     v.push(format!("http://127.0.0.1:{}", s.port));
@@ -164,7 +172,10 @@ pub fn write(state_dir: &Path, s: &Settings) -> anyhow::Result<Written> {
         Existing::None => (json!({}), Written::Created),
         Existing::Json(v) => (v, Written::Merged),
         Existing::Json5(v) => (v, Written::FromJson5(aside(&path, "json5")?)),
-        Existing::Unreadable(why) => (json!({}), Written::ReplacedUnreadable(aside(&path, "unreadable")?, why)),
+        Existing::Unreadable(why) => (
+            json!({}),
+            Written::ReplacedUnreadable(aside(&path, "unreadable")?, why),
+        ),
     };
     let old = base.clone();
     let new = apply_owned(base, s);
@@ -215,8 +226,9 @@ fn aside(path: &Path, tag: &str) -> anyhow::Result<PathBuf> {
         };
         let dest = PathBuf::from(name);
         if !dest.exists() {
-            fs::rename(path, &dest)
-                .with_context(|| format!("cannot move {} aside to {}", path.display(), dest.display()))?;
+            fs::rename(path, &dest).with_context(|| {
+                format!("cannot move {} aside to {}", path.display(), dest.display())
+            })?;
             return Ok(dest);
         }
         n += 1;
@@ -261,17 +273,28 @@ mod tests {
 
     #[test]
     fn fresh_config_has_owned_keys_and_no_literal_token() {
-        let s = settings(&[("SPACE_HOST", "alice-claw.hf.space"), ("OPENCLAW_ALLOWED_ORIGINS", "https://x.example")]);
+        let s = settings(&[
+            ("SPACE_HOST", "alice-claw.hf.space"),
+            ("OPENCLAW_ALLOWED_ORIGINS", "https://x.example"),
+        ]);
         let c = apply_owned(json!({}), &s);
         assert_eq!(c["gateway"]["mode"], "local");
         assert_eq!(c["gateway"]["port"], 7860);
         assert_eq!(c["gateway"]["bind"], "lan");
-        assert_eq!(c["gateway"]["auth"], json!({"mode":"token","token":TOKEN_REF}));
-        let origins = c["gateway"]["controlUi"]["allowedOrigins"].as_array().unwrap();
+        assert_eq!(
+            c["gateway"]["auth"],
+            json!({"mode":"token","token":TOKEN_REF})
+        );
+        let origins = c["gateway"]["controlUi"]["allowedOrigins"]
+            .as_array()
+            .unwrap();
         assert_eq!(origins[0], "https://alice-claw.hf.space");
         assert_eq!(origins[1], "https://x.example");
         assert_eq!(c["gateway"]["trustedProxies"], json!(["10.0.0.0/8"]));
-        assert_eq!(c["agents"]["defaults"]["model"], crate::settings::DEFAULT_MODEL);
+        assert_eq!(
+            c["agents"]["defaults"]["model"],
+            crate::settings::DEFAULT_MODEL
+        );
         let text = serde_json::to_string(&c).unwrap();
         assert!(!text.contains("secret-token-value"));
         assert!(!text.contains("dangerouslyDisableDeviceAuth"));
@@ -300,10 +323,22 @@ mod tests {
 
     #[test]
     fn env_model_wins_and_keeps_fallbacks() {
-        let s = settings(&[("OPENCLAW_HF_DEFAULT_MODEL", "huggingface/openai/gpt-oss-120b")]);
-        let c = apply_owned(json!({"agents":{"defaults":{"model":{"primary":"x/y","fallbacks":["a/b"]}}}}), &s);
-        assert_eq!(c["agents"]["defaults"]["model"]["primary"], "huggingface/openai/gpt-oss-120b");
-        assert_eq!(c["agents"]["defaults"]["model"]["fallbacks"], json!(["a/b"]));
+        let s = settings(&[(
+            "OPENCLAW_HF_DEFAULT_MODEL",
+            "huggingface/openai/gpt-oss-120b",
+        )]);
+        let c = apply_owned(
+            json!({"agents":{"defaults":{"model":{"primary":"x/y","fallbacks":["a/b"]}}}}),
+            &s,
+        );
+        assert_eq!(
+            c["agents"]["defaults"]["model"]["primary"],
+            "huggingface/openai/gpt-oss-120b"
+        );
+        assert_eq!(
+            c["agents"]["defaults"]["model"]["fallbacks"],
+            json!(["a/b"])
+        );
     }
 
     #[test]
@@ -311,9 +346,18 @@ mod tests {
         let patch = r#"{"models":{"mode":"merge","providers":{"minimax":{"api":"anthropic-messages","baseUrl":"https://api.minimax.io/anthropic","apiKey":"${MINIMAX_API_KEY}","models":[{"id":"MiniMax-M2","name":"MiniMax M2"}]}}},"gateway":{"bind":"custom"},"agents":{"defaults":{"model":null}}}"#;
         let s = settings(&[("OPENCLAW_CONFIG_PATCH", patch)]);
         let c = apply_owned(json!({}), &s);
-        assert_eq!(c["models"]["providers"]["minimax"]["api"], "anthropic-messages");
-        assert_eq!(c["gateway"]["bind"], "custom", "patch applies after the owned keys");
-        assert!(c["agents"]["defaults"].get("model").is_none(), "null deletes");
+        assert_eq!(
+            c["models"]["providers"]["minimax"]["api"],
+            "anthropic-messages"
+        );
+        assert_eq!(
+            c["gateway"]["bind"], "custom",
+            "patch applies after the owned keys"
+        );
+        assert!(
+            c["agents"]["defaults"].get("model").is_none(),
+            "null deletes"
+        );
     }
 
     #[test]
@@ -330,14 +374,23 @@ mod tests {
     fn write_merges_json5_and_keeps_the_original() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
-        fs::write(&p, "// hand edited\n{ channels: { telegram: { enabled: true, }, }, }\n").unwrap();
+        fs::write(
+            &p,
+            "// hand edited\n{ channels: { telegram: { enabled: true, }, }, }\n",
+        )
+        .unwrap();
         let s = settings(&[]);
         let w = write(d.path(), &s).unwrap();
-        let Written::FromJson5(kept) = w else { panic!("{w:?}") };
+        let Written::FromJson5(kept) = w else {
+            panic!("{w:?}")
+        };
         assert!(fs::read_to_string(kept).unwrap().contains("hand edited"));
         let v: Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(v["channels"]["telegram"]["enabled"], true);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // Second write: nothing to change.
         assert_eq!(write(d.path(), &s).unwrap(), Written::Unchanged);
     }
@@ -348,7 +401,9 @@ mod tests {
         let p = d.path().join(FILE_NAME);
         fs::write(&p, "{{{ not json").unwrap();
         let w = write(d.path(), &settings(&[])).unwrap();
-        let Written::ReplacedUnreadable(kept, _) = w else { panic!("{w:?}") };
+        let Written::ReplacedUnreadable(kept, _) = w else {
+            panic!("{w:?}")
+        };
         assert_eq!(fs::read_to_string(kept).unwrap(), "{{{ not json");
         assert!(load_existing(&p).unwrap().is_json());
     }
@@ -358,16 +413,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = settings(&[]);
         fs::write(d.path().join(FILE_NAME), r#"{"gateway":{"bogusKey":1}}"#).unwrap();
-        fs::write(d.path().join("openclaw.json.last-good"), r#"{"channels":{"x":{}}}"#).unwrap();
+        fs::write(
+            d.path().join("openclaw.json.last-good"),
+            r#"{"channels":{"x":{}}}"#,
+        )
+        .unwrap();
         let msg = recover(d.path(), &s).unwrap();
         assert!(msg.contains("last-good"), "{msg}");
-        let v: Value = serde_json::from_str(&fs::read_to_string(d.path().join(FILE_NAME)).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&fs::read_to_string(d.path().join(FILE_NAME)).unwrap()).unwrap();
         assert!(v["channels"]["x"].is_object());
         assert_eq!(v["gateway"]["mode"], "local");
-        let kept: Vec<_> = fs::read_dir(d.path()).unwrap().filter_map(|e| {
-            let n = e.unwrap().file_name().into_string().unwrap();
-            n.contains("rejected-by-gateway").then_some(n)
-        }).collect();
+        let kept: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                n.contains("rejected-by-gateway").then_some(n)
+            })
+            .collect();
         assert_eq!(kept.len(), 1);
     }
 

@@ -16,7 +16,12 @@ pub const PROGRAM: &str = "openclaw";
 
 /// Variables that would make the gateway exit on restart instead of restarting in-process
 /// (it believes an external supervisor such as systemd will respawn it).
-const SUPERVISOR_MARKERS: &[&str] = &["OPENCLAW_SUPERVISOR_MODE", "INVOCATION_ID", "JOURNAL_STREAM", "NOTIFY_SOCKET"];
+const SUPERVISOR_MARKERS: &[&str] = &[
+    "OPENCLAW_SUPERVISOR_MODE",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+];
 
 /// True when `cmd` runs OpenClaw (so the config must be written before it starts).
 pub fn is_openclaw(cmd: &[OsString]) -> bool {
@@ -40,7 +45,11 @@ pub fn child_spec(cmd: Option<Vec<OsString>>, data_dir: &Path) -> ChildSpec {
         program,
         args,
         env_set: vec![("OPENCLAW_HOME".into(), data_dir.as_os_str().to_owned())],
-        env_remove: if openclaw { SUPERVISOR_MARKERS.iter().map(OsString::from).collect() } else { Vec::new() },
+        env_remove: if openclaw {
+            SUPERVISOR_MARKERS.iter().map(OsString::from).collect()
+        } else {
+            Vec::new()
+        },
         hup_as: (!explicit).then_some(Signal::SIGUSR2),
     }
 }
@@ -60,7 +69,10 @@ mod tests {
 
     #[test]
     fn explicit_command_gets_signals_as_is() {
-        let spec = child_spec(Some(vec!["sh".into(), "-c".into(), "sleep 1".into()]), Path::new("/h"));
+        let spec = child_spec(
+            Some(vec!["sh".into(), "-c".into(), "sleep 1".into()]),
+            Path::new("/h"),
+        );
         assert_eq!(spec.program, "sh");
         assert_eq!(spec.hup_as, None);
         assert!(spec.env_remove.is_empty());

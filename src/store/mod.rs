@@ -117,7 +117,10 @@ mod tests {
     fn sidecar_formats() {
         let h = "A".repeat(64);
         assert_eq!(parse_sidecar(&h).unwrap(), "a".repeat(64));
-        assert_eq!(parse_sidecar(&format!("{h}  latest_backup.tar.gz\n")).unwrap(), "a".repeat(64));
+        assert_eq!(
+            parse_sidecar(&format!("{h}  latest_backup.tar.gz\n")).unwrap(),
+            "a".repeat(64)
+        );
         assert!(parse_sidecar("").is_err());
         assert!(parse_sidecar("xyz").is_err());
     }

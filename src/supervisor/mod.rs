@@ -1,7 +1,5 @@
 //! The PID-1 supervisor: a generic init for one main child (tini, plus restarts and a stop deadline).
 //!
-//! TODO(supervisor): implement per issue 2 and ../shared/facts/pid1.md.
-//!
 //! Contract used by `run`:
 //! - [`block_signals`] is called first thing in `main`, before any thread exists, so every
 //!   thread inherits the blocked mask and signals are only collected by the supervisor.
@@ -12,23 +10,39 @@
 //!   `shutdown` is cancelled by someone else) stops the group: SIGTERM, grace, SIGKILL. It
 //!   cancels `shutdown` itself when a stop signal arrives so other tasks (backup loop) stop too.
 //!   It returns the exit code to exit with (child's status, 128+N, 127/126 on exec failure).
+//!
+//! Layout: `signals` (what is collected and what each signal means), `reaper` (waitpid loop and
+//! pid -> waiter routing), `spawn` (fork/exec). This file is the loop that ties them together.
+//! Background: ../shared/facts/pid1.md.
+
+mod reaper;
+mod signals;
+mod spawn;
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use anyhow::Context;
+use nix::sys::signal::{SigSet, Signal};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
 
 use crate::settings::RestartPolicy;
 
+pub use reaper::Exit;
+pub use signals::block_signals;
+pub use spawn::SpawnError;
+
+use signals::{action, Action};
+
 /// The original signal mask, restored in children before exec.
 #[derive(Debug, Clone)]
-pub struct OriginalMask(pub nix::sys::signal::SigSet);
-
-/// Block every asynchronous signal in the calling (main) thread. Call before spawning threads.
-pub fn block_signals() -> anyhow::Result<OriginalMask> {
-    anyhow::bail!("supervisor: not implemented yet")
-}
+pub struct OriginalMask(pub SigSet);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -81,36 +95,632 @@ pub trait Hooks: Send {
 }
 
 /// No hooks.
+#[allow(dead_code)] // API for callers without hooks; `run` always has some
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
-pub struct Supervisor {}
+/// Where the signal task sends the signals it does not handle itself.
+enum Route {
+    /// `run` has not started: keep them (a SIGTERM during restore must not be lost).
+    Before(Vec<i32>),
+    /// `run` is supervising: hand them over.
+    During(mpsc::UnboundedSender<i32>),
+    /// `run` has returned: a stop signal cancels `second`, the rest has no one to go to.
+    After,
+}
+
+struct Shared {
+    reaper: reaper::Reaper,
+    route: Mutex<Route>,
+    second: CancellationToken,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            reaper: reaper::Reaper::default(),
+            route: Mutex::new(Route::Before(Vec::new())),
+            second: CancellationToken::new(),
+        }
+    }
+
+    fn route(&self) -> MutexGuard<'_, Route> {
+        self.route.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deliver(&self, sig: i32) {
+        match &mut *self.route() {
+            // Bounded: nobody sends thousands of signals before the child starts.
+            Route::Before(queue) if queue.len() < 64 => queue.push(sig),
+            Route::Before(_) => {}
+            Route::During(tx) => {
+                let _ = tx.send(sig);
+            }
+            Route::After if action(sig) == Action::Stop => {
+                warn!(
+                    "received {} again: cutting the remaining work short",
+                    signals::name(sig)
+                );
+                self.second.cancel();
+            }
+            Route::After => debug!("no child running; ignoring {}", signals::name(sig)),
+        }
+    }
+}
+
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    mask: SigSet,
+}
 
 impl Supervisor {
     /// Start signal collection and the reaper. Call once, inside the runtime.
-    pub fn start(_mask: OriginalMask) -> anyhow::Result<Supervisor> {
-        anyhow::bail!("supervisor: not implemented yet")
+    pub fn start(mask: OriginalMask) -> anyhow::Result<Supervisor> {
+        if nix::unistd::getpid().as_raw() != 1 {
+            // Not a namespace init (Spaces Dev Mode, `docker run --init`): without this, our
+            // grandchildren's orphans would go to the real PID 1 and we could not reap them.
+            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+                warn!("cannot become a child subreaper ({e}); orphans of the child will not be reaped by us");
+            }
+        }
+        let stream = signals::SignalStream::new()?;
+        let shared = Arc::new(Shared::new());
+        tokio::spawn(collect(stream, shared.clone()));
+        Ok(Supervisor {
+            shared,
+            mask: mask.0,
+        })
     }
 
     /// Supervise `spec` until it is done for good; returns the code to exit with.
     pub async fn run(
         &self,
-        _spec: ChildSpec,
-        _policy: Policy,
-        _hooks: &mut dyn Hooks,
-        _shutdown: CancellationToken,
+        spec: ChildSpec,
+        policy: Policy,
+        hooks: &mut dyn Hooks,
+        shutdown: CancellationToken,
     ) -> i32 {
-        1
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        {
+            let mut route = self.shared.route();
+            if let Route::Before(queue) = &*route {
+                for sig in queue {
+                    let _ = tx.send(*sig);
+                }
+            }
+            *route = Route::During(tx);
+        }
+        let code = self
+            .supervise(&spec, &policy, hooks, &shutdown, &mut rx)
+            .await;
+        *self.shared.route() = Route::After;
+        // Anything that arrived while we were finishing counts as arriving after.
+        while let Ok(sig) = rx.try_recv() {
+            if action(sig) == Action::Stop {
+                self.shared.second.cancel();
+            }
+        }
+        code
     }
 
     /// Run a helper command to completion (status via the one reaper); returns (exit code, stdout).
-    pub async fn output(&self, _program: &str, _args: &[&str], _env_set: &[(OsString, OsString)]) -> anyhow::Result<(i32, Vec<u8>)> {
-        anyhow::bail!("supervisor: not implemented yet")
+    ///
+    /// Its stdin is /dev/null, stderr is ours. Dropping the future (a timeout) SIGKILLs its
+    /// process group.
+    #[allow(dead_code)] // API for the backup engine's helper commands
+    pub async fn output(
+        &self,
+        program: &str,
+        args: &[&str],
+        env_set: &[(OsString, OsString)],
+    ) -> anyhow::Result<(i32, Vec<u8>)> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let (rd, wr) = spawn::stdout_pipe().context("creating a pipe for the command's output")?;
+        let cmd = spawn::Command {
+            program: program.as_ref(),
+            args: &args,
+            env_set,
+            env_remove: &[],
+            stdin_null: true,
+            stdout: Some(wr.as_raw_fd()),
+            foreground: false,
+        };
+        let prepared = spawn::Prepared::new(&cmd, &self.mask)?;
+        let (pid, report, exit) = self.shared.reaper.spawn_registered(|| prepared.fork())?;
+        drop(wr); // only the child writes; EOF when it is done
+        let mut running = Running { pgid: pid, exit };
+        report.wait()?;
+        let mut out = Vec::new();
+        tokio::net::unix::pipe::Receiver::from_owned_fd(rd)?
+            .read_to_end(&mut out)
+            .await
+            .with_context(|| format!("reading the output of {program}"))?;
+        let exit = (&mut running.exit)
+            .await
+            .context("the reaper dropped the status")?;
+        Ok((exit.code(), out))
     }
 
     /// Cancelled when a stop signal (TERM/INT) arrives after `run` has returned, e.g. to cut a
     /// final backup short on a second SIGTERM.
     pub fn second_signal(&self) -> CancellationToken {
-        CancellationToken::new()
+        self.shared.second.clone()
+    }
+
+    /// Spawn the main child in its own process group; returns its pid (= pgid) and its status.
+    fn spawn_main(&self, spec: &ChildSpec) -> Result<(i32, oneshot::Receiver<Exit>), SpawnError> {
+        let cmd = spawn::Command {
+            program: &spec.program,
+            args: &spec.args,
+            env_set: &spec.env_set,
+            env_remove: &spec.env_remove,
+            stdin_null: false,
+            stdout: None,
+            foreground: true,
+        };
+        let prepared = spawn::Prepared::new(&cmd, &self.mask)?;
+        let (pid, report, exit) = self.shared.reaper.spawn_registered(|| prepared.fork())?;
+        report.wait()?;
+        Ok((pid, exit))
+    }
+
+    /// The loop: spawn, wait, decide, back off, again.
+    async fn supervise(
+        &self,
+        spec: &ChildSpec,
+        policy: &Policy,
+        hooks: &mut dyn Hooks,
+        shutdown: &CancellationToken,
+        rx: &mut mpsc::UnboundedReceiver<i32>,
+    ) -> i32 {
+        let name = spec.program.to_string_lossy();
+        let mut backoff = Backoff::new(policy);
+        let mut last: Option<i32> = None;
+        let mut restarts = 0u32;
+        loop {
+            // A stop requested before the (re)start: don't start anything.
+            if let Some(code) = pending_stop(rx, shutdown, last) {
+                shutdown.cancel();
+                return code;
+            }
+            let started = Instant::now();
+            let (pid, exit_rx) = match self.spawn_main(spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    match e.exit_code() {
+                        127 => error!("{e}; install it or pass the command to run after --"),
+                        _ => error!("{e}"),
+                    }
+                    return e.exit_code();
+                }
+            };
+            hooks.on_spawn(pid);
+            info!(pid, "started {name}");
+            let (exit, stopped) =
+                wait_child(pid, exit_rx, spec.hup_as, policy.stop_timeout, shutdown, rx).await;
+            kill_leftovers(pid);
+            let code = exit.code();
+            if stopped {
+                info!("{name} {exit} after the stop request");
+                shutdown.cancel();
+                return code;
+            }
+            last = Some(code);
+            restarts += 1;
+            let delay = match decide(policy.restart, code, hooks) {
+                Decision::Exit => {
+                    let policy = clap::ValueEnum::to_possible_value(&policy.restart);
+                    let policy = policy.as_ref().map_or("?", |v| v.get_name());
+                    info!("{name} {exit}; not restarting (restart policy {policy})");
+                    return code;
+                }
+                Decision::Now => {
+                    warn!(
+                        restarts,
+                        "{name} {exit} (config error, repaired); restarting now"
+                    );
+                    Duration::ZERO
+                }
+                Decision::Backoff => {
+                    let delay = backoff.next(started.elapsed());
+                    warn!(
+                        restarts,
+                        delay_ms = delay.as_millis() as u64,
+                        "{name} {exit}; restarting in {delay:?}"
+                    );
+                    delay
+                }
+            };
+            if let Some(code) = wait_backoff(delay, rx, shutdown, code).await {
+                shutdown.cancel();
+                return code;
+            }
+        }
+    }
+}
+
+/// Guard for an `output()` child: SIGKILL its group if the caller gives up before it exited.
+struct Running {
+    pgid: i32,
+    exit: oneshot::Receiver<Exit>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Not reaped yet, so the pid (and group id) are still ours, not reused.
+        if let Err(oneshot::error::TryRecvError::Empty) = self.exit.try_recv() {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The signal task: reap on SIGCHLD, route everything else.
+async fn collect(stream: signals::SignalStream, shared: Arc<Shared>) {
+    shared.reaper.reap(); // anything that exited before we listened
+    loop {
+        match stream.next().await {
+            Ok((sig, from)) => match action(sig) {
+                Action::Reap => {
+                    shared.reaper.reap();
+                }
+                Action::Drop => debug!(from, "ignoring job-control signal {}", signals::name(sig)),
+                Action::Stop | Action::Forward => {
+                    debug!(from, "received {}", signals::name(sig));
+                    shared.deliver(sig);
+                }
+            },
+            Err(e) => {
+                // Cannot happen short of fd exhaustion games; say so loudly rather than spin.
+                error!(
+                    "reading signals failed: {e}; signals and child exits are no longer handled"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// A stop that is already pending (a queued TERM/INT, or `shutdown` cancelled): the code to
+/// exit with, the last child's or 128+signal when nothing ran yet.
+fn pending_stop(
+    rx: &mut mpsc::UnboundedReceiver<i32>,
+    shutdown: &CancellationToken,
+    last: Option<i32>,
+) -> Option<i32> {
+    while let Ok(sig) = rx.try_recv() {
+        if action(sig) == Action::Stop {
+            info!(
+                "received {} with no child running: exiting",
+                signals::name(sig)
+            );
+            return Some(last.unwrap_or(128 + sig));
+        }
+        debug!("no child running; ignoring {}", signals::name(sig));
+    }
+    shutdown
+        .is_cancelled()
+        .then(|| last.unwrap_or(128 + libc::SIGTERM))
+}
+
+/// Wait for the child's exit, forwarding signals to its group and stopping it on request.
+/// Returns its exit and whether it was stopped by us.
+async fn wait_child(
+    pgid: i32,
+    mut exit: oneshot::Receiver<Exit>,
+    hup_as: Option<Signal>,
+    stop_timeout: Duration,
+    shutdown: &CancellationToken,
+    rx: &mut mpsc::UnboundedReceiver<i32>,
+) -> (Exit, bool) {
+    let mut stopping = false;
+    let kill_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(kill_timer);
+    let mut kill_armed = false;
+    loop {
+        tokio::select! {
+            biased;
+            status = &mut exit => {
+                let exit = status.unwrap_or_else(|_| {
+                    error!("lost the child's status (reaper gone)");
+                    Exit::Code(1)
+                });
+                return (exit, stopping);
+            }
+            Some(sig) = rx.recv() => {
+                if action(sig) == Action::Stop && !stopping {
+                    stopping = true;
+                    kill_armed = true;
+                    kill_timer.as_mut().reset(Instant::now() + stop_timeout);
+                    info!("received {}: stopping the child (SIGKILL in {stop_timeout:?})", signals::name(sig));
+                }
+                let out = match (sig, hup_as) {
+                    (libc::SIGHUP, Some(to)) => to as i32,
+                    _ => sig,
+                };
+                forward(pgid, out);
+            }
+            _ = shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                kill_armed = true;
+                kill_timer.as_mut().reset(Instant::now() + stop_timeout);
+                info!("shutting down: stopping the child (SIGKILL in {stop_timeout:?})");
+                forward(pgid, libc::SIGTERM);
+            }
+            _ = &mut kill_timer, if kill_armed => {
+                kill_armed = false;
+                warn!("the child did not stop within {stop_timeout:?} (--stop-timeout / ENTRYPOINT_STOP_TIMEOUT): sending SIGKILL");
+                forward(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sleep `delay` before a restart; a stop request cuts it short with `last` as the exit code.
+async fn wait_backoff(
+    delay: Duration,
+    rx: &mut mpsc::UnboundedReceiver<i32>,
+    shutdown: &CancellationToken,
+    last: i32,
+) -> Option<i32> {
+    let until = Instant::now() + delay;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return None,
+            Some(sig) = rx.recv() => {
+                if action(sig) == Action::Stop {
+                    info!("received {} while waiting to restart: exiting with {last}", signals::name(sig));
+                    return Some(last);
+                }
+                debug!("no child running; ignoring {}", signals::name(sig));
+            }
+            _ = shutdown.cancelled() => return Some(last),
+        }
+    }
+}
+
+/// Send `sig` to the process group `pgid`; a group that is already gone is fine.
+fn forward(pgid: i32, sig: i32) {
+    // SAFETY: plain syscall.
+    if unsafe { libc::kill(-pgid, sig) } == 0 {
+        debug!(pgid, "forwarded {}", signals::name(sig));
+    } else {
+        debug!(
+            pgid,
+            "could not forward {}: {}",
+            signals::name(sig),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The group leader is gone; whatever is left of its group would hold ports and locks across
+/// a restart (or outlive us when we are not PID 1), so it goes too. As PID 1 the kernel would
+/// SIGKILL it when we exit anyway.
+fn kill_leftovers(pgid: i32) {
+    // SAFETY: plain syscalls. Signal 0 only checks whether the group has members.
+    if unsafe { libc::kill(-pgid, 0) } == 0 {
+        info!(
+            pgid,
+            "processes are left in the child's process group: sending SIGKILL"
+        );
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Exit,
+    /// Restart without delay (a repaired config error).
+    Now,
+    Backoff,
+}
+
+fn decide(policy: RestartPolicy, code: i32, hooks: &mut dyn Hooks) -> Decision {
+    match policy {
+        RestartPolicy::Never => Decision::Exit,
+        RestartPolicy::OnFailure if code == 0 => Decision::Exit,
+        _ if code == EX_CONFIG => {
+            if hooks.on_config_error() {
+                Decision::Now
+            } else {
+                Decision::Exit
+            }
+        }
+        _ => Decision::Backoff,
+    }
+}
+
+/// Exponential restart delay: initial, doubling up to max; back to initial after a run of at
+/// least `healthy_after`.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    healthy_after: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(p: &Policy) -> Self {
+        let initial = p.backoff_initial.min(p.backoff_max);
+        Backoff {
+            initial,
+            max: p.backoff_max,
+            healthy_after: p.healthy_after,
+            next: initial,
+        }
+    }
+
+    /// The delay before the next start, given how long the last run lasted.
+    fn next(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= self.healthy_after {
+            self.next = self.initial;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_healthy_run() {
+        let mut b = Backoff::new(&Policy::new(RestartPolicy::Always, secs(10)));
+        let short = Duration::from_millis(10);
+        let delays: Vec<u64> = (0..8).map(|_| b.next(short).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(b.next(secs(120)), secs(1));
+        assert_eq!(b.next(short), secs(2));
+    }
+
+    struct Repair(u32);
+    impl Hooks for Repair {
+        fn on_config_error(&mut self) -> bool {
+            self.0 += 1;
+            self.0 == 1
+        }
+    }
+
+    #[test]
+    fn restart_decisions() {
+        use RestartPolicy::*;
+        let mut none = NoHooks;
+        assert_eq!(decide(Never, 1, &mut none), Decision::Exit);
+        assert_eq!(decide(OnFailure, 0, &mut none), Decision::Exit);
+        assert_eq!(decide(OnFailure, 137, &mut none), Decision::Backoff);
+        assert_eq!(decide(Always, 0, &mut none), Decision::Backoff);
+        assert_eq!(decide(Always, EX_CONFIG, &mut none), Decision::Exit);
+        let mut repair = Repair(0);
+        assert_eq!(decide(OnFailure, EX_CONFIG, &mut repair), Decision::Now);
+        assert_eq!(decide(OnFailure, EX_CONFIG, &mut repair), Decision::Exit);
+        // `never` means never: the hook (which may move files) is not even asked.
+        assert_eq!(decide(Never, EX_CONFIG, &mut repair), Decision::Exit);
+        assert_eq!(repair.0, 2);
+    }
+
+    /// `output()` end to end: fork/exec, stdout through the pipe, status through the reaper.
+    /// A `waitpid(-1)` here would steal other tests' children, so the body runs in a copy of
+    /// this test binary that runs only this test. There a task reaps every 5 ms in place of
+    /// the SIGCHLD-driven one (libtest's own threads don't block signals, so a signalfd would
+    /// miss some SIGCHLDs); the integration tests cover the signal path.
+    #[test]
+    fn output_gets_stdout_and_status_through_the_reaper() {
+        const INNER: &str = "ENTRYPOINT_TEST_OUTPUT_INNER";
+        const NAME: &str = "supervisor::tests::output_gets_stdout_and_status_through_the_reaper";
+        if std::env::var_os(INNER).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--nocapture"])
+                .env(INNER, "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sup = Supervisor {
+                shared: Arc::new(Shared::new()),
+                mask: SigSet::empty(),
+            };
+            let shared = sup.shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.reaper.reap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+
+            let got = sup
+                .output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[])
+                .await
+                .unwrap();
+            assert_eq!(got, (3, b"hello\n".to_vec()));
+            let env = [(OsString::from("X_TEST"), OsString::from("42"))];
+            assert_eq!(
+                sup.output("sh", &["-c", "echo $X_TEST"], &env)
+                    .await
+                    .unwrap(),
+                (0, b"42\n".to_vec())
+            );
+            // stdin is /dev/null: `cat` ends at once.
+            assert_eq!(sup.output("cat", &[], &[]).await.unwrap(), (0, Vec::new()));
+            let err = sup
+                .output("no-such-program-xyz", &[], &[])
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("no-such-program-xyz: not found on PATH"),
+                "{err}"
+            );
+            assert_eq!(
+                sup.output("sh", &["-c", "kill -TERM $$"], &[])
+                    .await
+                    .unwrap()
+                    .0,
+                128 + libc::SIGTERM
+            );
+
+            // Many at once: each status and output reaches its own caller.
+            let runs = (0..20).map(|i| {
+                let n = i.to_string();
+                let sup = &sup;
+                async move {
+                    (
+                        i,
+                        sup.output("sh", &["-c", "echo $1; exit $1", "sh", &n], &[])
+                            .await
+                            .unwrap(),
+                    )
+                }
+            });
+            for (i, (code, out)) in futures_util::future::join_all(runs).await {
+                assert_eq!(
+                    (code, String::from_utf8(out).unwrap()),
+                    (i, format!("{i}\n"))
+                );
+            }
+
+            // Giving up on a command (dropping the future) kills it, and it is reaped.
+            let dir = tempfile::tempdir().unwrap();
+            let pid_file = dir.path().join("pid");
+            let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+            let args = ["-c", script.as_str()];
+            tokio::select! {
+                r = sup.output("sh", &args, &[]) => panic!("sleep 30 returned: {r:?}"),
+                _ = poll(|| pid_file.exists()) => {}
+            }
+            let pid = std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .to_string();
+            poll(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
+        });
+    }
+
+    /// Poll `cond` every 10 ms for up to 10 s.
+    async fn poll(cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition not met within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

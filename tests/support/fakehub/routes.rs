@@ -236,6 +236,18 @@ fn may_write(st: &HubState, req: &Req) -> Result<(), Denied> {
     }
 }
 
+/// For writes: 401/403 come first (even for a private repo the caller cannot see), then
+/// the repo must exist.
+fn writable<'s>(
+    st: &'s HubState,
+    req: &Req,
+    rt: RepoType,
+    id: &str,
+) -> Result<&'s super::Repo, Denied> {
+    may_write(st, req)?;
+    readable(st, req, rt, id)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
@@ -478,13 +490,10 @@ fn preupload(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Respons
         Err(e) => return error(400, None, &format!("preupload: body is not JSON: {e}")),
     };
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
+    let repo = match writable(&st, req, rt, id) {
         Ok(r) => r,
         Err(d) => return d.response(),
     };
-    if let Err(d) = may_write(&st, req) {
-        return d.response();
-    }
     let Some(head) = repo.resolve_rev(rev) else {
         return revision_not_found(rev);
     };
@@ -546,10 +555,7 @@ fn lfs_batch(hub: &Hub, req: &Req, rt: RepoType, id: &str) -> Response {
         Err(e) => return error(400, None, &format!("lfs batch: body is not JSON: {e}")),
     };
     let st = hub.state();
-    if let Err(d) = readable(&st, req, rt, id) {
-        return d.response();
-    }
-    if let Err(d) = may_write(&st, req) {
+    if let Err(d) = writable(&st, req, rt, id) {
         return d.response();
     }
     if body["operation"].as_str() != Some("upload") {
@@ -636,20 +642,17 @@ fn lfs_verify(hub: &Hub, req: &Req) -> Response {
 /// Row 8: `GET /api/{T}/{id}/xet-{write,read}-token/{rev}`: JSON body and `X-Xet-*` headers.
 fn xet_token(hub: &Hub, req: &Req, rt: RepoType, id: &str, write: bool) -> Response {
     let st = hub.state();
-    if let Err(d) = readable(&st, req, rt, id) {
+    let allowed = if write {
+        writable(&st, req, rt, id)
+    } else {
+        readable(&st, req, rt, id)
+    };
+    if let Err(d) = allowed {
         return d.response();
     }
-    if write {
-        if let Err(d) = may_write(&st, req) {
-            return d.response();
-        }
-        if hub.transfer() != Transfer::Xet {
-            return error(
-                404,
-                None,
-                "xet is not enabled on this fake hub (transfer is not xet)",
-            );
-        }
+    if write && hub.transfer() != Transfer::Xet {
+        let msg = "xet is not enabled on this fake hub (transfer is not xet)";
+        return error(404, None, msg);
     }
     let cas_url = format!("local://{}", hub.cas_dir.display());
     let exp = unix_now() + 3600;
@@ -699,13 +702,10 @@ fn commit(hub: &Hub, req: &Req, rt: RepoType, id: &str, branch: &str) -> Respons
     };
     let max_inline = hub.faults.max_inline_bytes();
     let mut st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
+    let repo = match writable(&st, req, rt, id) {
         Ok(r) => r,
         Err(d) => return d.response(),
     };
-    if let Err(d) = may_write(&st, req) {
-        return d.response();
-    }
     let Some(head) = repo.refs.get(branch).cloned() else {
         return revision_not_found(branch);
     };
@@ -945,13 +945,10 @@ fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir: &str) -> R
 fn super_squash(hub: &Hub, req: &Req, rt: RepoType, id: &str, branch: &str) -> Response {
     let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
     let mut st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
+    let repo = match writable(&st, req, rt, id) {
         Ok(r) => r,
         Err(d) => return d.response(),
     };
-    if let Err(d) = may_write(&st, req) {
-        return d.response();
-    }
     let Some(head) = repo.refs.get(branch).cloned() else {
         return revision_not_found(branch);
     };

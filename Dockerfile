@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+# openclaw-space: the OpenClaw gateway on a Hugging Face Docker Space, with `entrypoint` as PID 1.
+#
+#   docker build -t openclaw-space .
+#   docker run --rm -p 7860:7860 -e OPENCLAW_GATEWAY_TOKEN=... openclaw-space
+#
+# Extend it with your own `FROM openclaw-space` (see spaces/huggingface/README.md) rather than
+# editing this file. Checked in CI by scripts/check-dockerfile.py (tests/space.rs).
+# No secret belongs in this file, a build arg or an ENV: Spaces pass secrets at run time.
+
+# Versions are pinned so a rebuild is the same image. The build stage uses the same Debian
+# release as the runtime, so the binary links against the same glibc.
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+
+# --- build: the entrypoint binary ---------------------------------------------------------
+FROM ${RUST_IMAGE} AS build
+WORKDIR /build
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# --locked: build exactly what Cargo.lock says. The cache mounts only speed up rebuilds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked \
+    && install -m 0755 target/release/entrypoint /usr/local/bin/entrypoint
+
+# --- runtime: Node 24 + the pinned OpenClaw + entrypoint ------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+# The OpenClaw release this image runs. Never `latest`: a rebuild (every commit to the Space
+# repo, every restart) would silently upgrade the gateway under an existing state dir.
+ARG OPENCLAW_VERSION=2026.9.6
+
+# ca-certificates: HTTPS to the Hub and model providers. The rest is what Spaces Dev Mode needs
+# (bash, curl, wget, procps, git, git-lfs).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+       bash ca-certificates curl wget procps git git-lfs \
+    && rm -rf /var/lib/apt/lists/*
+
+# Installed as root into /usr/local (read-only for the app), but never *run* as root here: the
+# first CLI call creates its log folder in /tmp owned by whoever ran it, and the uid-1000
+# runtime would then hit EACCES. Clear npm's and the install scripts' leftovers for the same reason.
+RUN npm install -g --no-audit --no-fund --loglevel=error "openclaw@${OPENCLAW_VERSION}" \
+    && npm cache clean --force \
+    && rm -rf /tmp/* /root/.npm
+
+# Spaces run the container as uid 1000. The node image already has uid 1000 ("node"); rename it
+# to the conventional "user" with HOME /home/user (Dev Mode and the HF docs expect that path).
+RUN usermod --login user --home /home/user --move-home node \
+    && groupmod --new-name user node \
+    && mkdir -p /app \
+    && chown 1000:1000 /app /home/user
+
+# The app lives in /app owned by uid 1000 (a Dev Mode requirement); PATH finds it from there.
+COPY --from=build --chown=1000:1000 /usr/local/bin/entrypoint /app/entrypoint
+RUN ln -s /app/entrypoint /usr/local/bin/entrypoint
+
+USER user
+ENV HOME=/home/user \
+    PORT=7860 \
+    OPENCLAW_NO_AUTO_UPDATE=1
+WORKDIR /app
+EXPOSE 7860
+# Exec form: entrypoint is PID 1 and gets SIGTERM itself (it forwards it and takes a final backup).
+CMD ["entrypoint"]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine (Rust, Python 3.11, Node 20 + npm are assumed):
+# installs what the tests need (pinned Node 24 + OpenClaw, Python venvs, Debian packages for the
+# browser test), idempotently, then runs `cargo test`.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh gateway    # extra args go to cargo test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/openclaw-space/target}"
+export OPENCLAW_SPACE_CACHE="${OPENCLAW_SPACE_CACHE:-$HOME/.cache/openclaw-space}"
+
+echo "== setup: Node 24 + OpenClaw" >&2
+scripts/install-openclaw.sh >/dev/null
+for setup in scripts/python-venv.sh scripts/docker-venv.sh scripts/e2e-deps.sh; do
+  if [ -x "$setup" ]; then
+    echo "== setup: $setup" >&2
+    "$setup" >/dev/null
+  fi
+done
+
+echo "== cargo test" >&2
+# Tests that start the real gateway serialise themselves; two threads keep the 2 cores busy.
+cargo test --locked "$@" -- --test-threads="${TEST_THREADS:-2}"

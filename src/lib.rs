@@ -1,0 +1,27 @@
+//! `openclaw-space`: PID 1 for the OpenClaw gateway on a Hugging Face Docker Space.
+//!
+//! Module map (dependencies point down):
+//! - `cli` parses arguments and dispatches; `run` orchestrates the service.
+//! - `backup`, `restore`, `supervisor`, `keepalive`, `pairing`: the jobs `run` combines.
+//! - `snapshot`, `archive`, `store`: the mechanisms behind backup and restore.
+//! - `openclaw`: everything specific to OpenClaw (config, state layout, child command).
+//! - `datadir`, `settings`: where state lives and what the environment says.
+//!
+//! The binary (`src/main.rs`) is `cli::main`; the library exists so integration tests can use
+//! the modules directly.
+
+pub mod archive;
+pub mod backup;
+pub mod cli;
+pub mod datadir;
+pub mod keepalive;
+pub mod logging;
+pub mod openclaw;
+pub mod pairing;
+pub mod restore;
+pub mod run;
+pub mod settings;
+pub mod snapshot;
+pub mod store;
+pub mod supervisor;
+
