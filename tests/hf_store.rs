@@ -5,19 +5,6 @@
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
 
-
-/// `src/store/dir.rs`, compiled in with the store module, borrows the backup engine's date
-/// helper for its sortable file stamps; a stand-in (same ordering, not calendar dates) keeps the
-/// engine out of this crate.
-mod backup {
-    pub(crate) fn civil(secs: i64) -> (String, String) {
-        (
-            format!("{:08}", secs.div_euclid(86_400)),
-            format!("{:05}", secs.rem_euclid(86_400)),
-        )
-    }
-}
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -174,7 +174,6 @@ impl HfStore {
 
     /// Change the hourly commit budget (0 = unlimited). For tests and tools that commit often
     /// against a fake hub; the default protects a real dataset from the Hub's rate limit.
-    #[allow(dead_code)] // used by tests/hf_store.rs
     pub fn set_commits_per_hour(&mut self, n: u32) {
         self.writer.get_mut().commits_per_hour = n;
     }
