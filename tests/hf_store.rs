@@ -970,3 +970,74 @@ async fn cli_small_change_uploads_little_with_the_real_archive() {
         }
     }
 }
+
+/// `entrypoint run -- CMD` with `HF_DATASET`: restore into an empty disk before the child
+/// starts, the child sees the restored state and changes it, the final backup publishes it.
+/// And when the restore fails, the final backup must not publish the unrestored state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_restores_before_the_child_and_backs_up_after_it() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let first = rig.dir.path().join("first");
+    std::fs::create_dir_all(first.join(".openclaw/agents/main")).expect("state dir");
+    std::fs::write(
+        first.join(".openclaw/agents/main/notes.txt"),
+        "remember this",
+    )
+    .expect("notes");
+    let (ok, _, err) = entrypoint(&rig, &first, WRITE, &["backup"]).await;
+    assert!(ok, "backup failed:\n{err}");
+    assert_eq!(rig.commits(), 2);
+
+    // A new container: empty disk. The child checks the restored file and adds one.
+    let second = rig.dir.path().join("second");
+    std::fs::create_dir_all(&second).expect("data dir");
+    let child = r#"grep -q 'remember this' "$OPENCLAW_HOME/.openclaw/agents/main/notes.txt" && echo added > "$OPENCLAW_HOME/.openclaw/added.txt""#;
+    let (ok, _, err) = entrypoint(&rig, &second, WRITE, &["run", "--", "sh", "-c", child]).await;
+    assert!(
+        ok,
+        "run failed (the child did not find the restored state?):\n{err}"
+    );
+    assert_eq!(
+        rig.commits(),
+        3,
+        "the final backup published the child's change:\n{err}"
+    );
+
+    let third = rig.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("data dir");
+    let (ok, _, err) = entrypoint(&rig, &third, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(third.join(".openclaw/added.txt")).expect("added.txt"),
+        "added\n"
+    );
+
+    // The Hub fails the restore (every try of the first call), then recovers: the child still
+    // runs, but its empty state must not replace the good backup.
+    let fourth = rig.dir.path().join("fourth");
+    std::fs::create_dir_all(&fourth).expect("data dir");
+    rig.hub
+        .faults()
+        .add(None, &format!("/api/datasets/{DS}"), 4, Action::Status(503));
+    let child = r#"mkdir -p "$OPENCLAW_HOME/.openclaw" && echo empty > "$OPENCLAW_HOME/.openclaw/fresh.txt""#;
+    let (_, _, err) = entrypoint(&rig, &fourth, WRITE, &["run", "--", "sh", "-c", child]).await;
+    assert_eq!(
+        rig.hub.faults().pending(),
+        0,
+        "the restore met all 4 failures:\n{err}"
+    );
+    assert!(err.contains("RESTORE FAILED"), "{err}");
+    assert!(
+        err.contains("uploads are paused"),
+        "the final backup was refused by the latch:\n{err}"
+    );
+    assert!(
+        !err.contains("ERROR retry exhausted"),
+        "hf-hub's own retry log is silenced:\n{err}"
+    );
+    assert_eq!(
+        rig.commits(),
+        3,
+        "nothing uploaded after a failed restore:\n{err}"
+    );
+}
