@@ -594,6 +594,17 @@ async fn concurrent_writer_is_detected_not_overwritten() {
             .as_deref(),
         Some(sha_c.as_bytes())
     );
+    // A restore that stops at `head` (local state already up to date) sets the baseline too.
+    let restarted = rig.store().await;
+    let latest = restarted.head().await.expect("head").expect("backup");
+    assert_eq!(latest.sha256, sha_c);
+    rig.store()
+        .await
+        .put(&b, &sha_b)
+        .await
+        .expect("another writer's put");
+    let e = expect_err(restarted.put(&a, &sha_a).await);
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
 }
 
 #[tokio::test]
@@ -619,7 +630,7 @@ async fn non_xet_transfers_fall_back_to_inline_commits() {
         rig.hub.faults().set_max_inline_bytes(Some(100 << 10));
         let e = expect_err(store.put(&path, &sha).await);
         assert!(
-            matches!(e, StoreError::Other(ref m) if m.contains("400")),
+            matches!(e, StoreError::Other(ref m) if m.contains("400") && m.contains("xet")),
             "{transfer:?}: {e:?}"
         );
     }
@@ -797,4 +808,236 @@ async fn python_venv() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
+/// Run the real binary against the fake hub with `HF_DATASET`; returns (success, stdout, stderr).
+async fn entrypoint(rig: &Rig, data: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", rig.dir.path())
+            .env("ENTRYPOINT_DATA_DIR", data)
+            .env("ENTRYPOINT_LOG", "info")
+            .env("HF_DATASET", DS)
+            .env("HF_TOKEN", token)
+            .env("HF_ENDPOINT", rig.hub.endpoint())
+            .env("ENTRYPOINT_HF_TIMEOUT", "10s")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+            .env("HF_XET_TELEMETRY_ENABLED", "0")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("entrypoint took over 2 minutes")
+    .expect("cannot run the entrypoint binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for secret in [WRITE, READ, UNKNOWN] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "token in the output of {args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    (out.status.success(), stdout, stderr)
+}
+
+fn result_of(stdout: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad JSON outcome ({e}): {stdout}"));
+    v["result"].as_str().unwrap_or_default().to_string()
+}
+
+/// `entrypoint backup | restore | verify` end to end: the backup engine's archive through the
+/// hf store into the fake hub, and back into an empty data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_backup_restore_verify_through_the_fake_hub() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let data = rig.dir.path().join("data");
+    let state = data.join(".openclaw");
+    std::fs::create_dir_all(state.join("agents/main")).expect("state dir");
+    std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#).expect("config");
+    let notes = pseudo_random(2 << 20, 10);
+    std::fs::write(state.join("agents/main/notes.bin"), &notes).expect("notes");
+
+    let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+    assert!(ok, "backup failed:\n{err}");
+    assert_eq!(result_of(&out), "uploaded", "{out}");
+    assert_eq!(rig.hub.repo_is_private(RepoType::Dataset, DS), Some(true));
+    assert_eq!(rig.commits(), 2, "archive and sidecar in one commit");
+    let files = rig.hub.head_files(RepoType::Dataset, DS);
+    assert!(
+        files.contains_key(ARCHIVE_NAME) && files.contains_key(SIDECAR_NAME),
+        "{files:?}"
+    );
+
+    // Nothing changed: no new commit.
+    let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+    assert!(ok, "second backup failed:\n{err}");
+    assert_eq!(result_of(&out), "skipped", "{out}");
+    assert_eq!(rig.commits(), 2);
+
+    // A new container with an empty disk gets the state back.
+    let fresh = rig.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).expect("fresh data dir");
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    assert_eq!(result_of(&out), "restored", "{out}");
+    assert_eq!(
+        std::fs::read(fresh.join(".openclaw/agents/main/notes.bin")).expect("restored file"),
+        notes
+    );
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["verify"]).await;
+    assert!(ok, "verify failed:\n{err}");
+    assert_eq!(result_of(&out), "verified", "{out}");
+
+    // A rejected token: a clear failure naming HF_TOKEN, and the backup on the hub untouched.
+    std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7861}}"#).expect("config");
+    let (ok, _, err) = entrypoint(&rig, &data, UNKNOWN, &["backup"]).await;
+    assert!(!ok, "a rejected token must fail the backup");
+    assert!(err.contains("HF_TOKEN was rejected (401)"), "{err}");
+    assert_eq!(rig.commits(), 2);
+}
+
+/// Xet dedupe with the backup engine's own archive (multi-member tar.gz with member reuse):
+/// after a small change only about the changed gzip member reaches the CAS. The member size
+/// (and so the ratio) is the engine's choice (`src/archive/write.rs`: members of 256 KiB to
+/// 2 MiB); what this checks is that the store adds nothing on top: the second upload stays
+/// under two maximal members. Ratios are printed for the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: ~50 s and 4 x 50 MB uploads; run with --ignored to measure"]
+async fn cli_small_change_uploads_little_with_the_real_archive() {
+    const MAX_MEMBER: u64 = 2 << 20;
+    // (layout, file to change): many mid-sized session files; one big database-like file.
+    for (layout, files, size) in [
+        ("200 files of 256 KiB", 200u64, 256usize << 10),
+        ("one 48 MiB file", 1, 48 << 20),
+    ] {
+        let rig = Rig::start(Transfer::Xet).await;
+        let data = rig.dir.path().join("data");
+        let state = data.join(".openclaw");
+        for i in 0..files {
+            let dir = state.join(format!("agents/a{}/sessions", i % 10));
+            std::fs::create_dir_all(&dir).expect("state dir");
+            std::fs::write(
+                dir.join(format!("s{i}.jsonl")),
+                pseudo_random(size, 100 + i),
+            )
+            .expect("file");
+        }
+        std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#)
+            .expect("config");
+
+        let (ok, _, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+        assert!(ok, "backup failed:\n{err}");
+        let first = rig.hub.cas_bytes_received();
+        let archive_size = rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME].size;
+
+        // A small change in the middle of one file, then 4 KiB appended to it (a session log
+        // growing: the tar header changes too, so the rest of its member changes).
+        let changed = state.join(format!(
+            "agents/a{}/sessions/s{}.jsonl",
+            (files / 2) % 10,
+            files / 2
+        ));
+        let mut seen = first;
+        for change in ["a 4 KiB change in the middle", "4 KiB appended"] {
+            let mut bytes = std::fs::read(&changed).expect("read");
+            if change.starts_with("a 4 KiB") {
+                let mid = bytes.len() / 2;
+                bytes[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 7));
+            } else {
+                bytes.extend_from_slice(&pseudo_random(4096, 8));
+            }
+            std::fs::write(&changed, bytes).expect("write");
+            let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+            assert!(ok, "backup after {change} failed:\n{err}");
+            assert_eq!(result_of(&out), "uploaded", "{out}");
+            let sent = rig.hub.cas_bytes_received() - seen;
+            seen += sent;
+            eprintln!(
+                "{layout}: archive {archive_size} bytes (first upload {first} bytes to the CAS); after {change}: {sent} bytes = {:.2}%",
+                sent as f64 * 100.0 / archive_size as f64
+            );
+            assert!(
+                sent <= 2 * MAX_MEMBER,
+                "{layout}, {change}: sent {sent} bytes"
+            );
+        }
+    }
+}
+
+/// `entrypoint run -- CMD` with `HF_DATASET`: restore into an empty disk before the child
+/// starts, the child sees the restored state and changes it, the final backup publishes it.
+/// And when the restore fails, the final backup must not publish the unrestored state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_restores_before_the_child_and_backs_up_after_it() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let first = rig.dir.path().join("first");
+    std::fs::create_dir_all(first.join(".openclaw/agents/main")).expect("state dir");
+    std::fs::write(
+        first.join(".openclaw/agents/main/notes.txt"),
+        "remember this",
+    )
+    .expect("notes");
+    let (ok, _, err) = entrypoint(&rig, &first, WRITE, &["backup"]).await;
+    assert!(ok, "backup failed:\n{err}");
+    assert_eq!(rig.commits(), 2);
+
+    // A new container: empty disk. The child checks the restored file and adds one.
+    let second = rig.dir.path().join("second");
+    std::fs::create_dir_all(&second).expect("data dir");
+    let child = r#"grep -q 'remember this' "$OPENCLAW_HOME/.openclaw/agents/main/notes.txt" && echo added > "$OPENCLAW_HOME/.openclaw/added.txt""#;
+    let (ok, _, err) = entrypoint(&rig, &second, WRITE, &["run", "--", "sh", "-c", child]).await;
+    assert!(
+        ok,
+        "run failed (the child did not find the restored state?):\n{err}"
+    );
+    assert_eq!(
+        rig.commits(),
+        3,
+        "the final backup published the child's change:\n{err}"
+    );
+
+    let third = rig.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("data dir");
+    let (ok, _, err) = entrypoint(&rig, &third, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(third.join(".openclaw/added.txt")).expect("added.txt"),
+        "added\n"
+    );
+
+    // The Hub fails the restore (every try of the first call), then recovers: the child still
+    // runs, but its empty state must not replace the good backup.
+    let fourth = rig.dir.path().join("fourth");
+    std::fs::create_dir_all(&fourth).expect("data dir");
+    rig.hub
+        .faults()
+        .add(None, &format!("/api/datasets/{DS}"), 4, Action::Status(503));
+    let child = r#"mkdir -p "$OPENCLAW_HOME/.openclaw" && echo empty > "$OPENCLAW_HOME/.openclaw/fresh.txt""#;
+    let (_, _, err) = entrypoint(&rig, &fourth, WRITE, &["run", "--", "sh", "-c", child]).await;
+    assert_eq!(
+        rig.hub.faults().pending(),
+        0,
+        "the restore met all 4 failures:\n{err}"
+    );
+    assert!(err.contains("RESTORE FAILED"), "{err}");
+    assert!(
+        err.contains("uploads are paused"),
+        "the final backup was refused by the latch:\n{err}"
+    );
+    assert!(
+        !err.contains("retry exhausted"),
+        "hf-hub's own retry log is silenced:\n{err}"
+    );
+    assert_eq!(
+        rig.commits(),
+        3,
+        "nothing uploaded after a failed restore:\n{err}"
+    );
 }

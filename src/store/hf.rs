@@ -174,7 +174,6 @@ impl HfStore {
 
     /// Change the hourly commit budget (0 = unlimited). For tests and tools that commit often
     /// against a fake hub; the default protects a real dataset from the Hub's rate limit.
-    #[allow(dead_code)] // used by tests/hf_store.rs
     pub fn set_commits_per_hour(&mut self, n: u32) {
         self.writer.get_mut().commits_per_hour = n;
     }
@@ -754,6 +753,16 @@ impl Store for HfStore {
                 self.set_last_head(None);
                 return Err(self.fail(what, failure));
             }
+            if let Failure::Other(detail) = &failure {
+                if detail.starts_with("HTTP 400") {
+                    // The usual cause: the Hub did not offer xet, so hf-hub sent the archive
+                    // inline in the commit, and the Hub refuses big inline binaries.
+                    return Err(self.scrub(StoreError::Other(format!(
+                        "the Hub refused the upload to dataset {} ({detail}); hf-hub sends files inline when the Hub does not offer xet transfer, and the Hub refuses large inline files: check that HF_ENDPOINT is a xet-enabled Hub",
+                        self.dataset
+                    ))));
+                }
+            }
             if !(failure.is_transient() || matches!(failure, Failure::Timeout(_))) {
                 return Err(self.fail(what, failure));
             }
@@ -816,14 +825,28 @@ impl Store for HfStore {
 
     async fn head(&self) -> Result<Option<RemoteInfo>, StoreError> {
         let what = "reading the latest backup's digest";
+        // A restore that finds the local state already equal to the latest backup stops at
+        // `head`: that commit is then the baseline for conflict detection. An existing baseline
+        // is never advanced here, or a concurrent writer would go unnoticed.
+        let adopt = |commit: Option<&String>| {
+            let mut seen = self.last_head.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.is_none() {
+                *seen = commit.cloned();
+            }
+        };
         match self.locate(what).await? {
-            Located::NoDataset | Located::NoBackup { .. } => Ok(None),
+            Located::NoDataset => Ok(None),
+            Located::NoBackup { commit } => {
+                adopt(commit.as_ref());
+                Ok(None)
+            }
             Located::Backup {
                 commit,
                 archive_size,
                 sidecar_size,
             } => {
                 let sha256 = self.read_sidecar(&commit, sidecar_size, what).await?;
+                adopt(Some(&commit));
                 Ok(Some(RemoteInfo {
                     sha256,
                     size: Some(archive_size),
@@ -831,5 +854,82 @@ impl Store for HfStore {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(token: Option<&str>) -> HfStore {
+        HfStore::open(&HfSettings {
+            dataset: "alice/claw".into(),
+            token: token.map(Secret::new),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            allow_public: false,
+            squash_every: 24,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("open does no I/O")
+    }
+
+    #[tokio::test]
+    async fn errors_are_scrubbed_of_the_token_and_line_breaks() {
+        let s = store(Some("hf_secret_123")).await;
+        let e = s.scrub(StoreError::Other(
+            "server said: bad hf_secret_123\nsecond line".into(),
+        ));
+        assert_eq!(e.to_string(), "server said: bad <redacted> second line");
+    }
+
+    #[test]
+    fn commit_budget_counts_the_last_hour() {
+        let mut w = Writer {
+            uploads_since_squash: 0,
+            commits: VecDeque::new(),
+            commits_per_hour: 2,
+        };
+        assert!(w.can_commit());
+        w.record_commit();
+        w.record_commit();
+        assert!(!w.can_commit(), "budget of 2 used up");
+        // Commits older than an hour no longer count.
+        // (A machine up for less than an hour cannot express "an hour ago": skip that part.)
+        if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(3601)) {
+            w.commits[0] = long_ago;
+            assert!(w.can_commit());
+        }
+        w.commits_per_hour = 0;
+        w.record_commit();
+        w.record_commit();
+        assert!(w.can_commit(), "0 = unlimited");
+    }
+
+    #[tokio::test]
+    async fn backoff_honours_retry_after_and_pauses_on_long_ones() {
+        let s = store(None).await;
+        assert_eq!(
+            s.backoff(&Failure::RateLimited(Some(Duration::from_secs(3))), 1),
+            Some(Duration::from_secs(3))
+        );
+        assert!(s.check_pause().is_ok());
+        assert_eq!(
+            s.backoff(&Failure::RateLimited(Some(Duration::from_secs(3600))), 1),
+            None
+        );
+        assert!(
+            matches!(s.check_pause(), Err(Failure::RateLimited(Some(d))) if d > Duration::from_secs(3500))
+        );
+        let s = store(None).await;
+        let d = s.backoff(&Failure::Server(503), 2).expect("retried");
+        assert!(d >= BASE_DELAY && d <= BASE_DELAY * 2, "{d:?}");
+        assert_eq!(s.backoff(&Failure::Server(503), MAX_TRIES), None, "bounded");
+        assert_eq!(
+            s.backoff(&Failure::Timeout(Duration::from_secs(5)), 1),
+            None,
+            "a stall is not retried"
+        );
+        assert_eq!(s.backoff(&Failure::Unauthorized, 1), None);
     }
 }

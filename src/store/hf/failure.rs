@@ -143,13 +143,13 @@ impl Failure {
                 ))
             }
             Failure::Server(status) => StoreError::Unavailable(format!(
-                "the Hub answered {status} to {what} on dataset {dataset}, also after retries: it is having trouble; the backup is retried later"
+                "the Hub answered {status} to {what} on dataset {dataset}, also after retries: the Hub is having trouble; try again later"
             )),
             Failure::Network(detail) => StoreError::Unavailable(format!(
-                "cannot reach {endpoint} for {what} on dataset {dataset} ({detail}): check the network; the backup is retried later"
+                "cannot reach {endpoint} for {what} on dataset {dataset} ({detail}): check the network and HF_ENDPOINT"
             )),
             Failure::Timeout(after) => StoreError::Unavailable(format!(
-                "{what} on dataset {dataset} timed out after {}s (ENTRYPOINT_HF_TIMEOUT): the Hub or the network is slow or stalled; retried later",
+                "{what} on dataset {dataset} timed out after {}s (ENTRYPOINT_HF_TIMEOUT): the Hub or the network is slow or stalled; try again later",
                 after.as_secs_f32()
             )),
             Failure::Other(detail) => StoreError::Other(format!(
