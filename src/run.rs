@@ -195,6 +195,8 @@ async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: Can
             _ = done.cancelled() => return,
             _ = tokio::time::sleep(interval + jitter) => {}
         }
+        // Not raced against `done`: a backup in flight finishes (its blocking half could not be
+        // cancelled anyway, and it holds the backup lock); the final backup then follows it.
         match backup::backup_once(job, store, false).await {
             Ok(o) => info!("backup: {o:?}"),
             Err(e) => warn!("backup failed: {e:#}"),
