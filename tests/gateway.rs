@@ -5,12 +5,16 @@
 //!
 //! Needs root (for `unshare`) and the pinned OpenClaw from `scripts/install-openclaw.sh`.
 
+mod support;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use support::pid1::{children, wait_for};
 
 const TOKEN: &str = "e2e-token-5f1c9a7d3b";
 
@@ -134,18 +138,10 @@ struct Running {
 impl Running {
     /// PID 1 of the namespace, as seen from here: the only child of `unshare`.
     fn pid1(&self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let path = format!("/proc/{0}/task/{0}/children", self.child.id());
-            if let Some(pid) = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            {
-                return pid;
-            }
-            assert!(Instant::now() < deadline, "unshare has no child");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let unshare = self.child.id() as i32;
+        wait_for(Duration::from_secs(5), "unshare's child", || {
+            children(unshare).first().copied()
+        })
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -191,17 +187,14 @@ fn http_status(port: u16, path: &str, bearer: Option<&str>) -> Option<u16> {
 /// Poll `/healthz` until 200, failing with the output if the process dies or time runs out.
 fn wait_healthy(r: &mut Running, limit: Duration) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < limit {
-        if http_status(r.port, "/healthz", None) == Some(200) {
-            return start.elapsed();
-        }
+    wait_for(limit, "/healthz 200", || {
         assert!(
             r.alive(),
             "entrypoint exited before the gateway was healthy"
         );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("/healthz not 200 within {limit:?}");
+        (http_status(r.port, "/healthz", None) == Some(200)).then_some(())
+    });
+    start.elapsed()
 }
 
 fn skip() -> bool {
