@@ -49,7 +49,7 @@ const CDC_MIN: usize = 256 << 10;
 const CDC_MAX: usize = 2 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 20);
 /// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
-const IN_FLIGHT: usize = 6;
+const IN_FLIGHT: usize = 4;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 
@@ -326,20 +326,19 @@ struct Group {
 impl Producer<'_, '_> {
     fn run(&mut self) -> Result<()> {
         let entries = self.src.entries;
-        let headers: Vec<(Vec<u8>, u64)> = entries
+        // For progress only: approximate (headers of long names are bigger).
+        self.total = entries
             .iter()
-            .map(|e| self.header(e))
-            .collect::<Result<_>>()?;
-        self.total = headers
-            .iter()
-            .map(|(h, n)| h.len() as u64 + pad512(*n))
+            .map(|e| 512 + pad512(e.stat.size))
             .sum::<u64>()
             + 1024;
         let mut g = Group {
             reusable: true,
             ..Group::default()
         };
-        for (i, (e, (hdr, len))) in entries.iter().zip(headers).enumerate() {
+        for (i, e) in entries.iter().enumerate() {
+            // Headers are built one at a time: memory must not grow with the number of files.
+            let (hdr, len) = self.header(e)?;
             if len >= BIG {
                 self.flush_group(std::mem::take(&mut g), false)?;
                 g.reusable = true;
