@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use tracing::{info, warn};
 
-use crate::archive::{extract, ROOT};
+use crate::archive::{extract, write as awrite, ROOT};
 use crate::backup::{self, Job, BLOCKED, FINGERPRINT, STATE_SHA};
 use crate::openclaw::state;
 use crate::snapshot::{self, Fingerprint, Kind};
@@ -156,8 +156,10 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
     let staging = parent.join(format!("{name}.staging-{id}"));
     fs::create_dir(&staging)
         .with_context(|| format!("cannot create the staging dir {}", staging.display()))?;
+    let mut members = Vec::new();
     let result = (|| -> Result<Outcome> {
-        let stats = extract::extract(&f.archive, &staging)?;
+        let mut stats = extract::extract(&f.archive, &staging)?;
+        members = std::mem::take(&mut stats.members);
         let new = staging.join(ROOT);
         prepare_databases(&new)?;
         swap(&job.state_dir, &new, &id)?;
@@ -174,6 +176,7 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
     })();
     let _ = fs::remove_dir_all(&staging);
     let outcome = result?;
+    seed_member_cache(job, f, members);
     // The state now equals this backup: record it, and its fingerprint, so an unchanged state
     // is neither restored again nor re-uploaded.
     backup::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
@@ -187,6 +190,46 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// Keep the fetched archive as the backup's member cache (indexed by content only: the
+/// restored files have new inodes), so the first backup after a restore copies the members of
+/// unchanged regions instead of compressing everything again. Only for archives cut into
+/// members like ours; a seed's single huge member could never be reused.
+fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String)>) {
+    let ours = members.len() > 1 && members.iter().all(|m| m.2 <= 4 << 20);
+    if !ours {
+        return;
+    }
+    let index = awrite::Index {
+        format: awrite::format_id(backup::LEVEL),
+        size: f.size,
+        members: members
+            .into_iter()
+            .map(|(coff, clen, ulen, ukey)| awrite::MemberRec {
+                skey: None,
+                ukey,
+                ulen,
+                coff,
+                clen,
+                last: false,
+            })
+            .collect(),
+    };
+    let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
+    let r = (|| -> Result<()> {
+        // Archive first, index last (the index names the archive's size: a mismatch disables it).
+        let _ = fs::remove_file(job.meta_dir.join(backup::CACHE_INDEX));
+        fs::hard_link(&f.archive, &cache)
+            .or_else(|_| fs::remove_file(&cache).and_then(|()| fs::hard_link(&f.archive, &cache)))
+            .or_else(|_| fs::copy(&f.archive, &cache).map(|_| ()))?;
+        // Reused bytes must survive a power cut as written (cheap when the store synced them).
+        fs::File::open(&cache)?.sync_all()?;
+        backup::write_json(&job.meta_dir.join(backup::CACHE_INDEX), &index)
+    })();
+    if let Err(e) = r {
+        warn!("cannot keep the restored archive as the member cache: {e:#}");
+    }
 }
 
 /// Every restored SQLite database must pass `quick_check`; the owner lease of the gateway that
