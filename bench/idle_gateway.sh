@@ -6,6 +6,7 @@
 #
 #   bench/idle_gateway.sh                 # 10 rounds x 60 s (~11 min)
 #   ROUNDS=3 INTERVAL=20 bench/idle_gateway.sh
+#   REUSE=/tmp/oc-idle.XXXXXX bench/idle_gateway.sh   # restart on an existing state (+ meta)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
@@ -13,10 +14,11 @@ INTERVAL=${INTERVAL:-60}
 BIN=${ENTRYPOINT_BIN:-${CARGO_TARGET_DIR:-target}/release/entrypoint}
 [ -x "$BIN" ] || { echo "build first: cargo build --release ($BIN missing)" >&2; exit 1; }
 OC_BIN=$(scripts/install-openclaw.sh)
-DIR=$(mktemp -d /tmp/oc-idle.XXXXXX)
+DIR=${REUSE:-$(mktemp -d /tmp/oc-idle.XXXXXX)}
 DATA=$DIR/data
 mkdir -p "$DATA/.openclaw" "$DIR/home"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# (Rewriting the config on reuse changes it, like `run` does at every start.)
 cat > "$DATA/.openclaw/openclaw.json" <<JSON
 {"gateway":{"mode":"local","port":$PORT,"bind":"loopback","auth":{"mode":"token","token":"\${OPENCLAW_GATEWAY_TOKEN}"}},
  "plugins":{"entries":{"huggingface":{"config":{"discovery":{"enabled":false}}}}}}

@@ -162,6 +162,10 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
         members = std::mem::take(&mut stats.members);
         let new = staging.join(ROOT);
         prepare_databases(&new)?;
+        // The new state must be on disk before it replaces the old one (a power cut after the
+        // rename must not leave empty files): one syncfs instead of an fsync per file.
+        let dir = fs::File::open(&new).with_context(|| format!("cannot open {}", new.display()))?;
+        nix::unistd::syncfs(&dir).with_context(|| format!("cannot sync {}", new.display()))?;
         swap(&job.state_dir, &new, &id)?;
         info!(
             "restored {} files ({} MB) from backup {}",
