@@ -27,7 +27,7 @@ env -i PATH="$OC_BIN:$PATH" HOME="$DIR/home" OPENCLAW_HOME="$DATA" OPENCLAW_GATE
   setsid openclaw gateway > "$DIR/gateway.log" 2>&1 &
 GW=$!
 trap 'kill -TERM -- -$GW 2>/dev/null; wait $GW 2>/dev/null; echo "logs: $DIR"' EXIT
-for _ in $(seq 1 120); do
+for _ in $(seq 1 360); do  # up to 3 min (slow under load)
   curl -fs "http://127.0.0.1:$PORT/healthz" > /dev/null && break
   kill -0 $GW 2>/dev/null || { echo "gateway died:"; tail -20 "$DIR/gateway.log"; exit 1; }
   sleep 0.5
