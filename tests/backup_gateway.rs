@@ -146,6 +146,8 @@ impl Drop for Gateway {
 }
 
 fn entrypoint(data: &Path, store: &Path, home: &Path, args: &[&str]) -> serde_json::Value {
+    // A data dir that doesn't exist fails the write probe and falls back to $HOME.
+    std::fs::create_dir_all(data).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_entrypoint"))
         .args(args)
         .env_clear()
@@ -238,6 +240,7 @@ fn live_backup_restores_and_starts_under_another_hostname() {
         entrypoint(&b, &store, t, &["restore"])["result"],
         "restored"
     );
+    assert!(b.join(".openclaw/state/openclaw.sqlite").exists());
     let mut gw = Gateway::start(&oc, &b, &t.join("home-b"), "container-b");
     // 40 s on a quiet machine; a stale lease would block for ~300 s, so a loaded test box
     // (other builds, other gateways) may take longer without blurring that difference.
