@@ -154,7 +154,15 @@ pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<&[u8], &Entry>>) 
             if let Some(base) = e.rel.strip_suffix(suffix.as_bytes()) {
                 if dbs.contains(base) {
                     if *suffix == "-wal" {
-                        wal_stats.insert(base.to_vec(), e.stat);
+                        // Not its ctime: SQLite running as root fchown()s the WAL on every
+                        // open (ours included), which moves the ctime and nothing else.
+                        wal_stats.insert(
+                            base.to_vec(),
+                            StatId {
+                                ctime_ns: 0,
+                                ..e.stat
+                            },
+                        );
                     }
                     return false;
                 }
