@@ -263,26 +263,27 @@ fn fingerprint(job: &Job) -> Result<Fingerprint> {
     let skip = snapshot::excludes(&job.excludes)?;
     let tree = snapshot::walk(&job.state_dir, &skip, None)?;
     let mut sqlite = std::collections::BTreeMap::new();
-    let mut racy = std::collections::BTreeMap::new();
-    for e in &tree.entries {
-        if e.kind == Kind::Sqlite {
-            sqlite.insert(
-                hex::encode(&e.rel),
-                snapshot::logical_hash(&e.path_in(&job.state_dir))?,
-            );
-        } else if snapshot::is_racy(e, tree.scan_start_ns) {
-            // Just extracted (ctime is now): vouch by content, which nobody else writes yet.
-            racy.insert(
-                hex::encode(&e.rel),
-                snapshot::content_hash(&e.path_in(&job.state_dir))?,
-            );
-        }
+    for e in tree.entries.iter().filter(|e| e.kind == Kind::Sqlite) {
+        sqlite.insert(
+            hex::encode(&e.rel),
+            snapshot::logical_hash(&e.path_in(&job.state_dir))?,
+        );
     }
+    // Every restored file was just written (its ctime is now), yet none is "racily clean":
+    // nothing else writes the state until the restore returns and the gateway starts, seconds
+    // and many timestamp ticks after this walk, so any later write moves the ctime. Hence a
+    // scan time just past the racy window of the newest file instead of hashing every file.
+    let newest = tree
+        .entries
+        .iter()
+        .map(|e| e.stat.ctime_ns.max(e.stat.mtime_ns))
+        .max()
+        .unwrap_or(0);
     Ok(Fingerprint {
-        scan_start_ns: tree.scan_start_ns,
+        scan_start_ns: newest + snapshot::RACY_NS + 1,
         entries: tree.entries,
         sqlite,
-        racy,
+        racy: Default::default(),
     })
 }
 

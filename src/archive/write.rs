@@ -49,7 +49,7 @@ const CDC_MIN: usize = 64 << 10;
 const CDC_MAX: usize = 1 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 18);
 /// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
-const IN_FLIGHT: usize = 6;
+const IN_FLIGHT: usize = 4;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 
