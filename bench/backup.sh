@@ -30,8 +30,9 @@ export ENTRYPOINT_DATA_DIR=$DATA ENTRYPOINT_BACKUP_DIR=$DIR/store HOME=$DIR ENTR
 unset HF_DATASET HF_TOKEN || true
 
 # t NAME CMD...: run under GNU time, keep wall seconds and max RSS (KB).
-t() { local name=$1; shift; $TIME -f "%e %M" -o "$DIR/$name.time" "$@" > "$DIR/$name.out"; }
+t() { local name=$1; shift; $TIME -f "%e %M %U %S" -o "$DIR/$name.time" "$@" > "$DIR/$name.out"; }
 wall() { cut -d' ' -f1 < "$DIR/$1.time"; }
+cpu() { awk '{printf "%.2f", $3 + $4}' < "$DIR/$1.time"; }
 rss() { echo $(( $(cut -d' ' -f2 < "$DIR/$1.time") / 1024 )); }
 
 files=$(find "$DATA/.openclaw" -type f | wc -l)
@@ -44,7 +45,7 @@ base_size=$(stat -c %s "$DIR/base/latest_backup.tar.gz")
 
 # Ours: full (no member cache), nothing changed, small change, restore.
 t full "$BIN" backup
-full_size=$(stat -c %s "$DIR/store/latest_backup.tar.gz")
+full_size=$(stat -L -c %s "$DIR/store/latest_backup.tar.gz")
 cp "$DATA/.openclaw-space/members.json" "$DIR/members-v1.json"
 t nochange "$BIN" backup
 python3 - "$DATA/.openclaw" <<'PY'
@@ -63,7 +64,7 @@ c.executemany("UPDATE memory SET body = ? WHERE id = ?", [("updated", i * 997) f
 c.commit(); c.close()
 PY
 t small "$BIN" backup
-small_size=$(stat -c %s "$DIR/store/latest_backup.tar.gz")
+small_size=$(stat -L -c %s "$DIR/store/latest_backup.tar.gz")
 # Re-upload estimate at member granularity: bytes of new members not present before.
 reup=$(python3 - "$DIR/members-v1.json" "$DATA/.openclaw-space/members.json" <<'PY'
 import json, sys
@@ -81,10 +82,10 @@ grep -q '"uploaded"' "$DIR/full.out" && grep -q '"skipped"' "$DIR/nochange.out" 
 bw=$(wall base_backup); rw=$(wall base_restore)
 ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 printf '\nstate dir: %s MB in %s files; %s; load %s\n\n' "$mb" "$files" "$(nproc) cores" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-34s %9s %8s %12s %10s %s\n' operation "wall s" "RSS MB" "output MB" "vs base" target
-printf '%-34s %9s %8s %12s %10s %s\n' "seed: tar czf + sha256sum" "$bw" "$(rss base_backup)" "$(python3 -c "print(f'{$base_size/1e6:.1f}')")" 1 -
-printf '%-34s %9s %8s %12s %10s %s\n' "ours: full backup (no cache)" "$(wall full)" "$(rss full)" "$(python3 -c "print(f'{$full_size/1e6:.1f}')")" "$(ratio "$(wall full)" "$bw")" "<= 0.125, size <= 1.10x ($(ratio "$full_size" "$base_size")x)"
-printf '%-34s %9s %8s %12s %10s %s\n' "ours: nothing changed" "$(wall nochange)" "$(rss nochange)" - "$(ratio "$(wall nochange)" "$bw")" "<= 0.1 s"
-printf '%-34s %9s %8s %12s %10s %s\n' "ours: small change" "$(wall small)" "$(rss small)" "$(python3 -c "print(f'{$small_size/1e6:.1f}')")" "$(ratio "$(wall small)" "$bw")" "<= 0.025; new bytes $reup (<= 3 %)"
-printf '%-34s %9s %8s %12s %10s %s\n' "seed: sha256sum -c + tar xzf" "$rw" "$(rss base_restore)" - 1 -
-printf '%-34s %9s %8s %12s %10s %s\n' "ours: restore (verify+extract)" "$(wall restore)" "$(rss restore)" - "$(ratio "$(wall restore)" "$rw")" "<= 0.8"
+printf '%-34s %9s %7s %8s %12s %10s %s\n' operation "wall s" "CPU s" "RSS MB" "output MB" "vs base" target
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "seed: tar czf + sha256sum" "$bw" "$(cpu base_backup)" "$(rss base_backup)" "$(python3 -c "print(f'{$base_size/1e6:.1f}')")" 1 -
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "ours: full backup (no cache)" "$(wall full)" "$(cpu full)" "$(rss full)" "$(python3 -c "print(f'{$full_size/1e6:.1f}')")" "$(ratio "$(wall full)" "$bw")" "<= 0.125, size <= 1.10x ($(ratio "$full_size" "$base_size")x)"
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "ours: nothing changed" "$(wall nochange)" "$(cpu nochange)" "$(rss nochange)" - "$(ratio "$(wall nochange)" "$bw")" "<= 0.1 s"
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "ours: small change" "$(wall small)" "$(cpu small)" "$(rss small)" "$(python3 -c "print(f'{$small_size/1e6:.1f}')")" "$(ratio "$(wall small)" "$bw")" "<= 0.025; new bytes $reup (<= 3 %)"
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "seed: sha256sum -c + tar xzf" "$rw" "$(cpu base_restore)" "$(rss base_restore)" - 1 -
+printf '%-34s %9s %7s %8s %12s %10s %s\n' "ours: restore (verify+extract)" "$(wall restore)" "$(cpu restore)" "$(rss restore)" - "$(ratio "$(wall restore)" "$rw")" "<= 0.8"

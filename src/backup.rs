@@ -182,7 +182,7 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
             if !same {
                 break;
             }
-            let Some(p) = prev_map.get(&e.rel) else {
+            let Some(p) = prev_map.get(e.rel.as_slice()) else {
                 same = false;
                 break;
             };
@@ -361,7 +361,11 @@ fn write_record(meta: &Path, upload: Option<Upload>, ms: u64) -> Result<()> {
     }
     v["last_check"] =
         serde_json::json!({ "time": now_rfc3339(), "result": result, "duration_ms": ms });
-    write_json(&path, &v)
+    // Informational only: atomic, but not worth an fsync on every periodic check.
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec(&v)?)?;
+    fs::rename(&tmp, &path)?;
+    Ok(())
 }
 
 /// Take the backup/restore lock, waiting up to `LOCK_WAIT` for another holder.

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use tracing::{info, warn};
 
-use crate::archive::{extract, ROOT};
+use crate::archive::{extract, write as awrite, ROOT};
 use crate::backup::{self, Job, BLOCKED, FINGERPRINT, STATE_SHA};
 use crate::openclaw::state;
 use crate::snapshot::{self, Fingerprint, Kind};
@@ -156,10 +156,16 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
     let staging = parent.join(format!("{name}.staging-{id}"));
     fs::create_dir(&staging)
         .with_context(|| format!("cannot create the staging dir {}", staging.display()))?;
+    let mut members = Vec::new();
     let result = (|| -> Result<Outcome> {
-        let stats = extract::extract(&f.archive, &staging)?;
+        let mut stats = extract::extract(&f.archive, &staging)?;
+        members = std::mem::take(&mut stats.members);
         let new = staging.join(ROOT);
         prepare_databases(&new)?;
+        // The new state must be on disk before it replaces the old one (a power cut after the
+        // rename must not leave empty files): one syncfs instead of an fsync per file.
+        let dir = fs::File::open(&new).with_context(|| format!("cannot open {}", new.display()))?;
+        nix::unistd::syncfs(&dir).with_context(|| format!("cannot sync {}", new.display()))?;
         swap(&job.state_dir, &new, &id)?;
         info!(
             "restored {} files ({} MB) from backup {}",
@@ -174,6 +180,7 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
     })();
     let _ = fs::remove_dir_all(&staging);
     let outcome = result?;
+    seed_member_cache(job, f, members);
     // The state now equals this backup: record it, and its fingerprint, so an unchanged state
     // is neither restored again nor re-uploaded.
     backup::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
@@ -187,6 +194,46 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// Keep the fetched archive as the backup's member cache (indexed by content only: the
+/// restored files have new inodes), so the first backup after a restore copies the members of
+/// unchanged regions instead of compressing everything again. Only for archives cut into
+/// members like ours; a seed's single huge member could never be reused.
+fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String)>) {
+    let ours = members.len() > 1 && members.iter().all(|m| m.2 <= 4 << 20);
+    if !ours {
+        return;
+    }
+    let index = awrite::Index {
+        format: awrite::format_id(backup::LEVEL),
+        size: f.size,
+        members: members
+            .into_iter()
+            .map(|(coff, clen, ulen, ukey)| awrite::MemberRec {
+                skey: None,
+                ukey,
+                ulen,
+                coff,
+                clen,
+                last: false,
+            })
+            .collect(),
+    };
+    let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
+    let r = (|| -> Result<()> {
+        // Archive first, index last (the index names the archive's size: a mismatch disables it).
+        let _ = fs::remove_file(job.meta_dir.join(backup::CACHE_INDEX));
+        fs::hard_link(&f.archive, &cache)
+            .or_else(|_| fs::remove_file(&cache).and_then(|()| fs::hard_link(&f.archive, &cache)))
+            .or_else(|_| fs::copy(&f.archive, &cache).map(|_| ()))?;
+        // Reused bytes must survive a power cut as written (cheap when the store synced them).
+        fs::File::open(&cache)?.sync_all()?;
+        backup::write_json(&job.meta_dir.join(backup::CACHE_INDEX), &index)
+    })();
+    if let Err(e) = r {
+        warn!("cannot keep the restored archive as the member cache: {e:#}");
+    }
 }
 
 /// Every restored SQLite database must pass `quick_check`; the owner lease of the gateway that
@@ -216,26 +263,27 @@ fn fingerprint(job: &Job) -> Result<Fingerprint> {
     let skip = snapshot::excludes(&job.excludes)?;
     let tree = snapshot::walk(&job.state_dir, &skip, None)?;
     let mut sqlite = std::collections::BTreeMap::new();
-    let mut racy = std::collections::BTreeMap::new();
-    for e in &tree.entries {
-        if e.kind == Kind::Sqlite {
-            sqlite.insert(
-                hex::encode(&e.rel),
-                snapshot::logical_hash(&e.path_in(&job.state_dir))?,
-            );
-        } else if snapshot::is_racy(e, tree.scan_start_ns) {
-            // Just extracted (ctime is now): vouch by content, which nobody else writes yet.
-            racy.insert(
-                hex::encode(&e.rel),
-                snapshot::content_hash(&e.path_in(&job.state_dir))?,
-            );
-        }
+    for e in tree.entries.iter().filter(|e| e.kind == Kind::Sqlite) {
+        sqlite.insert(
+            hex::encode(&e.rel),
+            snapshot::logical_hash(&e.path_in(&job.state_dir))?,
+        );
     }
+    // Every restored file was just written (its ctime is now), yet none is "racily clean":
+    // nothing else writes the state until the restore returns and the gateway starts, seconds
+    // and many timestamp ticks after this walk, so any later write moves the ctime. Hence a
+    // scan time just past the racy window of the newest file instead of hashing every file.
+    let newest = tree
+        .entries
+        .iter()
+        .map(|e| e.stat.ctime_ns.max(e.stat.mtime_ns))
+        .max()
+        .unwrap_or(0);
     Ok(Fingerprint {
-        scan_start_ns: tree.scan_start_ns,
+        scan_start_ns: newest + snapshot::RACY_NS + 1,
         entries: tree.entries,
         sqlite,
-        racy,
+        racy: Default::default(),
     })
 }
 

@@ -126,7 +126,7 @@ pub fn excludes(user: &[String]) -> Result<GlobSet> {
 
 /// Walk `root` in sorted order. `prev` (the last fingerprint's entries by path) saves reading
 /// the header of files whose stat did not change.
-pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<Vec<u8>, Entry>>) -> Result<Tree> {
+pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<&[u8], &Entry>>) -> Result<Tree> {
     let scan_start_ns = now_ns();
     let mut entries = Vec::new();
     let meta = fs::symlink_metadata(root)
@@ -154,7 +154,15 @@ pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<Vec<u8>, Entry>>)
             if let Some(base) = e.rel.strip_suffix(suffix.as_bytes()) {
                 if dbs.contains(base) {
                     if *suffix == "-wal" {
-                        wal_stats.insert(base.to_vec(), e.stat);
+                        // Not its ctime: SQLite running as root fchown()s the WAL on every
+                        // open (ours included), which moves the ctime and nothing else.
+                        wal_stats.insert(
+                            base.to_vec(),
+                            StatId {
+                                ctime_ns: 0,
+                                ..e.stat
+                            },
+                        );
                     }
                     return false;
                 }
@@ -175,7 +183,7 @@ fn walk_dir(
     dir: &Path,
     rel: &[u8],
     skip: &GlobSet,
-    prev: Option<&HashMap<Vec<u8>, Entry>>,
+    prev: Option<&HashMap<&[u8], &Entry>>,
     out: &mut Vec<Entry>,
 ) -> Result<()> {
     let mut names: Vec<_> = fs::read_dir(dir)
@@ -217,7 +225,7 @@ fn walk_dir(
             (Kind::Symlink, t.as_os_str().as_bytes().to_vec())
         } else if ft.is_file() {
             let known = prev
-                .and_then(|p| p.get(&child_rel))
+                .and_then(|p| p.get(child_rel.as_slice()))
                 .filter(|p| p.stat == stat && matches!(p.kind, Kind::File | Kind::Sqlite))
                 .map(|p| p.kind);
             let kind = match known {
@@ -406,11 +414,8 @@ impl Fingerprint {
         }
     }
 
-    pub fn by_path(&self) -> HashMap<Vec<u8>, Entry> {
-        self.entries
-            .iter()
-            .map(|e| (e.rel.clone(), e.clone()))
-            .collect()
+    pub fn by_path(&self) -> HashMap<&[u8], &Entry> {
+        self.entries.iter().map(|e| (e.rel.as_slice(), e)).collect()
     }
 
     /// True when `e` may have changed after it was read at `scan_start_ns` within the same

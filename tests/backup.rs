@@ -283,6 +283,14 @@ fn round_trip_is_faithful_and_deterministic() {
         sha,
         "determinism after a restore"
     );
+    // The restore seeded the member cache: nothing had to be compressed again.
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(b.join(".openclaw-space/last-backup.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        rec["last_upload"]["reused_members"], rec["last_upload"]["members"],
+        "{rec}"
+    );
     let v = t.ok(&b, &["verify"]);
     assert_eq!(result(&v), "verified");
 }

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use flate2::bufread::GzDecoder;
+use sha2::{Digest, Sha256};
+use std::io::BufRead;
 use tar::EntryType;
 
 use crate::archive::ROOT;
@@ -34,6 +37,10 @@ pub struct Stats {
     pub bytes: u64,
     /// Entries left out on purpose (caches, `-shm`).
     pub skipped: u64,
+    /// The archive's gzip members: (offset, compressed length, uncompressed length, SHA-256
+    /// of the uncompressed bytes). Lets a restore seed the backup's member cache.
+    #[serde(skip)]
+    pub members: Vec<(u64, u64, u64, String)>,
 }
 
 /// Extract `archive` into `staging` (must exist and be empty); the state lands in
@@ -57,7 +64,7 @@ pub fn verify(archive: &Path) -> Result<Stats> {
 fn run(archive: &Path, staging: Option<&Path>) -> Result<Stats> {
     let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let gz = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let gz = Members::new(BufReader::with_capacity(1 << 20, file));
     let mut tar = tar::Archive::new(gz);
     let mut x = Extractor {
         staging,
@@ -96,7 +103,84 @@ fn run(archive: &Path, staging: Option<&Path>) -> Result<Stats> {
         bail!("the archive holds no {ROOT}/ entries");
     }
     x.finish()?;
+    x.stats.members = std::mem::take(&mut rest.done);
     Ok(x.stats)
+}
+
+/// A multi-member gzip reader (like flate2's `MultiGzDecoder`) that also records where each
+/// member is and what it holds. Every member's CRC and length are checked by the decoder.
+struct Members<R: BufRead> {
+    current: Option<GzDecoder<Counted<R>>>,
+    start: u64,
+    ulen: u64,
+    hash: Sha256,
+    done: Vec<(u64, u64, u64, String)>,
+}
+
+impl<R: BufRead> Members<R> {
+    fn new(r: R) -> Self {
+        Members {
+            current: Some(GzDecoder::new(Counted { inner: r, n: 0 })),
+            start: 0,
+            ulen: 0,
+            hash: Sha256::new(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(dec) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.hash.update(&buf[..n]);
+                self.ulen += n as u64;
+                return Ok(n);
+            }
+            // End of a member: record it; another one follows unless the file ends here.
+            let Some(dec) = self.current.take() else {
+                return Ok(0);
+            };
+            let mut r = dec.into_inner();
+            let ukey = hex::encode(std::mem::take(&mut self.hash).finalize());
+            self.done
+                .push((self.start, r.n - self.start, self.ulen, ukey));
+            if r.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.start = r.n;
+            self.ulen = 0;
+            self.current = Some(GzDecoder::new(r));
+        }
+    }
+}
+
+/// Counts the bytes consumed from a buffered reader (= the offset in the archive).
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.n += amt as u64;
+        self.inner.consume(amt)
+    }
 }
 
 /// Split an archive path into components, refusing absolute paths, `..` and anything outside

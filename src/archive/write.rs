@@ -37,25 +37,25 @@ use crate::archive::ROOT;
 use crate::snapshot::{Entry, Kind};
 
 /// Entries with at least this much data get their own content-defined members.
-const BIG: u64 = 1 << 20;
+const BIG: u64 = 512 << 10;
 /// A group of small entries is cut at an anchor once it holds this much...
-const GROUP_MIN: usize = 256 << 10;
+const GROUP_MIN: usize = 128 << 10;
 /// ... and always before it would exceed this.
-const GROUP_MAX: usize = 2 << 20;
-/// Anchor: the path hash is 0 modulo this (≈ 1 MiB groups of typical small files).
-const ANCHOR: u64 = 128;
+const GROUP_MAX: usize = 1 << 20;
+/// Anchor: the path hash is 0 modulo this (≈ 300 KiB groups of typical small files).
+const ANCHOR: u64 = 32;
 /// Content-defined chunks inside big entries: min / max; average ≈ MIN + 2^MASK_BITS.
-const CDC_MIN: usize = 256 << 10;
-const CDC_MAX: usize = 2 << 20;
-const CDC_MASK: u64 = !(u64::MAX >> 20);
+const CDC_MIN: usize = 64 << 10;
+const CDC_MAX: usize = 1 << 20;
+const CDC_MASK: u64 = !(u64::MAX >> 18);
 /// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
-const IN_FLIGHT: usize = 6;
+const IN_FLIGHT: usize = 4;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 
 /// Identifies how members are made; a different value never reuses old members.
 pub fn format_id(level: u32) -> String {
-    format!("oc-members-v1 zlib-rs L{level} big={BIG} cdc={CDC_MIN}/{CDC_MAX}/20 anchor={ANCHOR}")
+    format!("oc-members-v1 zlib-rs L{level} big={BIG} cdc={CDC_MIN}/{CDC_MAX}/18 anchor={ANCHOR}")
 }
 
 /// One gzip member of an archive.
@@ -326,20 +326,19 @@ struct Group {
 impl Producer<'_, '_> {
     fn run(&mut self) -> Result<()> {
         let entries = self.src.entries;
-        let headers: Vec<(Vec<u8>, u64)> = entries
+        // For progress only: approximate (headers of long names are bigger).
+        self.total = entries
             .iter()
-            .map(|e| self.header(e))
-            .collect::<Result<_>>()?;
-        self.total = headers
-            .iter()
-            .map(|(h, n)| h.len() as u64 + pad512(*n))
+            .map(|e| 512 + pad512(e.stat.size))
             .sum::<u64>()
             + 1024;
         let mut g = Group {
             reusable: true,
             ..Group::default()
         };
-        for (i, (e, (hdr, len))) in entries.iter().zip(headers).enumerate() {
+        for (i, e) in entries.iter().enumerate() {
+            // Headers are built one at a time: memory must not grow with the number of files.
+            let (hdr, len) = self.header(e)?;
             if len >= BIG {
                 self.flush_group(std::mem::take(&mut g), false)?;
                 g.reusable = true;
