@@ -8,30 +8,12 @@ mod fakehub;
 
 use std::time::Duration;
 
-use fakehub::{Access, Action, Config, FakeHub, RepoType, Transfer};
+use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub, RepoType, Transfer};
 use hf_hub::repository::{AddSource, CommitOperation, RepoTypeDataset};
 use hf_hub::{HFClient, HFClientBuilder, HFError};
 
 const WRITE: &str = "hf_fake_write";
 const READ: &str = "hf_fake_read";
-
-/// Deterministic, poorly compressible test content.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(data))
-}
 
 /// An hf-hub client for the fake: explicit timeouts and no proxy (hf-hub has no defaults).
 fn client(hub: &FakeHub, token: Option<&str>, cache: &std::path::Path) -> HFClient {

@@ -8,7 +8,7 @@ mod fakehub;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fakehub::{Access, Action, Config, FakeHub, RepoType, Transfer};
+use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub, RepoType, Transfer};
 use openclaw_space::settings::{HfSettings, Secret};
 use openclaw_space::store::hf::HfStore;
 use openclaw_space::store::{self, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
@@ -101,24 +101,6 @@ impl Rig {
     fn commit_path(&self) -> String {
         format!("/api/datasets/{DS}/commit/")
     }
-}
-
-/// Deterministic, poorly compressible bytes.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Every error is one line and free of every token the tests use.

@@ -601,7 +601,7 @@ impl State {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
@@ -678,4 +678,17 @@ fn now_iso() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Deterministic, poorly compressible bytes for tests (xorshift from `seed`).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
