@@ -71,6 +71,9 @@ def image_layout(root, entrypoint, openclaw_bin=None):
         os.makedirs(target, exist_ok=True)
         sh("mount", "--bind", prefix, target)
         path.insert(0, os.path.join(target, "bin"))
+    # The tmpfs over /tmp may hide our cwd (a checkout under /tmp); the gateway spawns helpers
+    # with its cwd, which must exist in this view, as the image's WORKDIR does.
+    os.chdir("/home/user")
     return binary, ":".join(path)
 
 
