@@ -328,36 +328,6 @@ fn list(v: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Names of the variables this module reads, for the README and `status`.
-pub const VARS: &[&str] = &[
-    "OPENCLAW_GATEWAY_TOKEN",
-    "HF_TOKEN",
-    "HF_DATASET",
-    "HF_ENDPOINT",
-    "OPENCLAW_HF_DEFAULT_MODEL",
-    "PORT",
-    "SPACE_HOST",
-    "OPENCLAW_ALLOWED_ORIGINS",
-    "OPENCLAW_TRUSTED_PROXIES",
-    "OPENCLAW_CONFIG_PATCH",
-    "ENTRYPOINT_RESTART",
-    "ENTRYPOINT_STOP_TIMEOUT",
-    "ENTRYPOINT_LOG_FORMAT",
-    "ENTRYPOINT_LOG",
-    "ENTRYPOINT_DATA_DIR",
-    "ENTRYPOINT_BACKUP_DIR",
-    "ENTRYPOINT_BACKUP_INTERVAL",
-    "ENTRYPOINT_BACKUP_EXCLUDE",
-    "ENTRYPOINT_BACKUP_DEADLINE",
-    "ENTRYPOINT_HF_ALLOW_PUBLIC",
-    "ENTRYPOINT_HF_SQUASH_EVERY",
-    "ENTRYPOINT_HF_TIMEOUT",
-    "ENTRYPOINT_KEEPALIVE",
-    "ENTRYPOINT_KEEPALIVE_URL",
-    "ENTRYPOINT_KEEPALIVE_INTERVAL",
-    "ENTRYPOINT_AUTO_PAIR",
-];
-
 impl Settings {
     pub fn load(env: &Env, cli: &Overrides) -> Result<Settings, SettingError> {
         let port = match env.get("PORT") {
