@@ -8,6 +8,7 @@
 //!   could write outside the staging dir.
 
 pub mod extract;
+pub mod gz;
 pub mod write;
 
 /// Root entry of every archive (seed layout).

@@ -49,11 +49,6 @@ pub enum Outcome {
     },
 }
 
-/// zlib-rs level: 2 cores × this level must keep a full backup well under the baseline while
-/// staying within ~10 % of `gzip -6` in size (measured in `bench/backup.sh`). Level 2
-/// (zlib-rs `deflate_fast`) vs 3 (`deflate_medium`) on the bench tree: output 1.031× vs
-/// 1.025× `gzip -6`, ~15 % less CPU for a full backup.
-pub const LEVEL: u32 = 2;
 /// How long a backup or restore waits for another one holding the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
@@ -225,26 +220,67 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         }
     }
 
-    // Something changed: copy the remaining databases, hash them (on another thread, while the
-    // archive is written), and archive.
-    for e in tree.entries.iter().filter(|e| e.kind == Kind::Sqlite) {
-        if !copies.contains_key(&e.rel) {
-            copy(e, &mut copies)?;
-        }
-    }
-    let to_hash: Vec<(Vec<u8>, PathBuf)> = copies
+    // Something changed: copy the remaining databases on another thread, in archive order,
+    // while the archive is written (the writer waits for a copy only when it reaches that
+    // database), then hash them for the fingerprint.
+    let dbs: Vec<(Vec<u8>, PathBuf)> = tree
+        .entries
         .iter()
-        .filter(|(k, _)| !hashes.contains_key(*k))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter(|e| e.kind == Kind::Sqlite)
+        .map(|e| (e.rel.clone(), e.path_in(&job.state_dir)))
         .collect();
-    let hasher = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, String)>> {
-        to_hash
-            .into_iter()
-            .map(|(k, p)| Ok((k, snapshot::logical_hash(&p)?)))
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Vec<u8>, Result<PathBuf, String>)>();
+    let scratch_dir = scratch.clone();
+    let copier = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, String)>> {
+        let mut made = Vec::new();
+        for (i, (rel, src)) in dbs.into_iter().enumerate() {
+            let done = match copies.remove(&rel) {
+                Some(path) => Ok(path),
+                None => {
+                    let dst = scratch_dir.join(format!("db-copy-{i}.sqlite"));
+                    snapshot::copy_sqlite(&src, &dst).map(|()| dst)
+                }
+            };
+            let _ = ready_tx.send((
+                rel.clone(),
+                done.as_ref().map_err(|e| format!("{e:#}")).cloned(),
+            ));
+            if let Ok(path) = done {
+                if !hashes.contains_key(&rel) {
+                    made.push((rel, path));
+                }
+            }
+        }
+        drop(ready_tx);
+        made.into_iter()
+            .map(|(rel, p)| Ok((rel, snapshot::logical_hash(&p)?)))
+            .chain(hashes.into_iter().map(Ok))
             .collect()
     });
-    let format = awrite::format_id(LEVEL);
-    let cache = Cache::open(&meta.join(CACHE_ARCHIVE), &meta.join(CACHE_INDEX), &format);
+    let ready = std::sync::Mutex::new((ready_rx, HashMap::<Vec<u8>, PathBuf>::new()));
+    let sqlite_copy = |rel: &[u8]| -> Result<PathBuf> {
+        let mut guard = ready
+            .lock()
+            .map_err(|_| anyhow::anyhow!("database copier state poisoned"))?;
+        let (rx, got) = &mut *guard;
+        loop {
+            if let Some(p) = got.get(rel) {
+                return Ok(p.clone());
+            }
+            match rx.recv() {
+                Ok((r, Ok(p))) => {
+                    got.insert(r, p);
+                }
+                Ok((r, Err(e))) if r == rel => bail!("{e}"),
+                Ok(_) => {}
+                Err(_) => bail!(
+                    "internal: no copy of the database {}",
+                    String::from_utf8_lossy(rel)
+                ),
+            }
+        }
+    };
+    let cache = Cache::open(&meta.join(CACHE_ARCHIVE), &meta.join(CACHE_INDEX));
     let racy_since_ns = prev
         .as_ref()
         .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
@@ -252,17 +288,16 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
     let src = Source {
         root: &job.state_dir,
         entries: &tree.entries,
-        sqlite_copies: &copies,
+        sqlite_copy: &sqlite_copy,
         racy_since_ns,
         hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
     };
-    let written = awrite::write(&src, cache.as_ref(), &out, LEVEL)?;
-    for (k, h) in hasher
+    let written = awrite::write(&src, cache.as_ref(), &out);
+    let hashes = copier
         .join()
-        .map_err(|_| anyhow::anyhow!("database hashing panicked"))??
-    {
-        hashes.insert(k, h);
-    }
+        .map_err(|_| anyhow::anyhow!("database copying panicked"))?;
+    let written = written?;
+    let hashes = hashes?;
     let fingerprint = Fingerprint {
         scan_start_ns: tree.scan_start_ns,
         racy: written

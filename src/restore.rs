@@ -206,7 +206,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
         return;
     }
     let index = awrite::Index {
-        format: awrite::format_id(backup::LEVEL),
+        format: awrite::format_id(),
         size: f.size,
         members: members
             .into_iter()

@@ -186,13 +186,15 @@ fn walk_dir(
     prev: Option<&HashMap<&[u8], &Entry>>,
     out: &mut Vec<Entry>,
 ) -> Result<()> {
-    let mut names: Vec<_> = fs::read_dir(dir)
+    // Kept open while we stat: `DirEntry::metadata` is an `fstatat` relative to the listed
+    // directory, which saves resolving every path from the root.
+    let mut listed: Vec<fs::DirEntry> = fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
-        .map(|d| d.map(|d| d.file_name()))
         .collect::<std::io::Result<_>>()
         .with_context(|| format!("cannot list {}", dir.display()))?;
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
+    listed.sort_by_cached_key(|d| d.file_name());
+    for d in listed {
+        let name = d.file_name();
         let mut child_rel = rel.to_vec();
         if !child_rel.is_empty() {
             child_rel.push(b'/');
@@ -202,7 +204,7 @@ fn walk_dir(
             continue;
         }
         let path = dir.join(&name);
-        let meta = match fs::symlink_metadata(&path) {
+        let meta = match d.metadata() {
             Ok(m) => m,
             // Deleted between the listing and the stat: it is simply not in this snapshot.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use flate2::bufread::GzDecoder;
-use sha2::{Digest, Sha256};
 use std::io::BufRead;
 use tar::EntryType;
 
@@ -37,7 +36,7 @@ pub struct Stats {
     pub bytes: u64,
     /// Entries left out on purpose (caches, `-shm`).
     pub skipped: u64,
-    /// The archive's gzip members: (offset, compressed length, uncompressed length, SHA-256
+    /// The archive's gzip members: (offset, compressed length, uncompressed length, BLAKE3
     /// of the uncompressed bytes). Lets a restore seed the backup's member cache.
     #[serde(skip)]
     pub members: Vec<(u64, u64, u64, String)>,
@@ -113,7 +112,7 @@ struct Members<R: BufRead> {
     current: Option<GzDecoder<Counted<R>>>,
     start: u64,
     ulen: u64,
-    hash: Sha256,
+    hash: blake3::Hasher,
     done: Vec<(u64, u64, u64, String)>,
 }
 
@@ -123,7 +122,7 @@ impl<R: BufRead> Members<R> {
             current: Some(GzDecoder::new(Counted { inner: r, n: 0 })),
             start: 0,
             ulen: 0,
-            hash: Sha256::new(),
+            hash: blake3::Hasher::new(),
             done: Vec::new(),
         }
     }
@@ -146,7 +145,8 @@ impl<R: BufRead> Read for Members<R> {
                 return Ok(0);
             };
             let mut r = dec.into_inner();
-            let ukey = hex::encode(std::mem::take(&mut self.hash).finalize());
+            let ukey = self.hash.finalize().to_hex().to_string();
+            self.hash.reset();
             self.done
                 .push((self.start, r.n - self.start, self.ulen, ukey));
             if r.fill_buf()?.is_empty() {

@@ -9,34 +9,42 @@
 //!
 //! Boundaries: small entries (under `BIG`) are grouped and a group ends after an entry whose
 //! path hash hits an anchor (once the group has `GROUP_MIN` bytes), so an edit changes one
-//! group. A big entry gets its own members, cut by a gear rolling hash (content-defined
-//! chunking) so an edit in a database changes the chunks around it only.
+//! group. A big file gets its own members, cut by a gear rolling hash (content-defined chunking)
+//! so an insertion changes the chunks around it only. A database gets fixed `DB_CHUNK`s: its
+//! pages never move, so fixed cuts isolate changed pages at no hashing cost.
 //!
-//! Reuse: each member is keyed by the SHA-256 of its uncompressed bytes (`ukey`) and, when the
-//! bytes come from files whose stat is unchanged and not "racily clean", by a key over their
+//! Reuse: each member is keyed by the BLAKE3 hash of its uncompressed bytes (`ukey`) and, when
+//! the bytes come from files whose stat is unchanged and not "racily clean", by a key over their
 //! headers and stat (`skey`), which lets an unchanged region be copied without even reading
 //! the files. The index of the last archive's members lives in the meta dir beside a copy
 //! (usually a hard link) of that archive.
+//!
+//! Threads: the producer (this module's caller) walks the entries and cuts members; two
+//! workers hash each member and compress it unless the cache has it (`gz`); the writer puts
+//! members back in order into the file and starts their writeback early (so the final fsync
+//! is short); the hasher computes the archive's SHA-256 on its own core.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use flate2::{Compression, GzBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::archive::gz::Packer;
 use crate::archive::ROOT;
 use crate::snapshot::{Entry, Kind};
 
-/// Entries with at least this much data get their own content-defined members.
+/// Entries with at least this much data get their own members.
 const BIG: u64 = 512 << 10;
 /// A group of small entries is cut at an anchor once it holds this much...
 const GROUP_MIN: usize = 128 << 10;
@@ -48,12 +56,17 @@ const ANCHOR: u64 = 32;
 const CDC_MIN: usize = 64 << 10;
 const CDC_MAX: usize = 1 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 18);
+/// Fixed chunks of a database copy (a multiple of every SQLite page size).
+const DB_CHUNK: usize = 256 << 10;
 /// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
 const IN_FLIGHT: usize = 4;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 /// Spare member buffers kept for reuse (see `Pool`).
 const POOL_MAX: usize = 2 * IN_FLIGHT + 4;
+/// The writer asks the kernel to start writing back every this many bytes, so the store's
+/// final fsync waits for the tail only.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Member buffers (≈ 1 MiB each) passed back for reuse instead of freed. Freed, they stay in
 /// glibc's per-thread arenas (RSS grows well past the live set); with a lower mmap threshold
@@ -86,8 +99,10 @@ impl Pool {
 }
 
 /// Identifies how members are made; a different value never reuses old members.
-pub fn format_id(level: u32) -> String {
-    format!("oc-members-v1 zlib-rs L{level} big={BIG} cdc={CDC_MIN}/{CDC_MAX}/18 anchor={ANCHOR}")
+pub fn format_id() -> String {
+    format!(
+        "oc-members-v2 libdeflate-1 store<10% blake3 big={BIG} cdc={CDC_MIN}/{CDC_MAX}/18 db={DB_CHUNK} anchor={ANCHOR}"
+    )
 }
 
 /// One gzip member of an archive.
@@ -96,7 +111,7 @@ pub struct MemberRec {
     /// Stat key (see module doc); absent for members holding a database copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skey: Option<String>,
-    /// SHA-256 of the uncompressed bytes.
+    /// BLAKE3 of the uncompressed bytes.
     pub ukey: String,
     pub ulen: u64,
     /// Offset and length of the compressed member in the archive.
@@ -124,12 +139,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Open the cache if it matches `format` and its archive has the indexed size; otherwise
-    /// None (the backup then compresses everything, which is always correct).
-    pub fn open(archive: &Path, index: &Path, format: &str) -> Option<Cache> {
+    /// Open the cache if it matches the current format and its archive has the indexed size;
+    /// otherwise None (the backup then compresses everything, which is always correct).
+    pub fn open(archive: &Path, index: &Path) -> Option<Cache> {
         let idx: Index = serde_json::from_slice(&fs::read(index).ok()?).ok()?;
         let file = File::open(archive).ok()?;
-        if idx.format != format || file.metadata().ok()?.len() != idx.size {
+        if idx.format != format_id() || file.metadata().ok()?.len() != idx.size {
             tracing::debug!(
                 "member cache {} does not match; not reusing",
                 archive.display()
@@ -160,6 +175,14 @@ impl Cache {
         self.file.read_exact_at(&mut buf, m.coff)?;
         Ok(buf)
     }
+
+    /// The cached member with these uncompressed bytes, if any.
+    fn by_content(&self, ukey: &str, ulen: u64) -> Option<usize> {
+        self.by_ukey
+            .get(ukey)
+            .copied()
+            .filter(|&i| self.members[i].ulen == ulen)
+    }
 }
 
 /// What to archive.
@@ -167,8 +190,8 @@ pub struct Source<'a> {
     /// The state dir (archived as `.openclaw/`).
     pub root: &'a Path,
     pub entries: &'a [Entry],
-    /// Backup-API copies of the databases, by entry path.
-    pub sqlite_copies: &'a HashMap<Vec<u8>, PathBuf>,
+    /// The backup-API copy of a database, by entry path (may wait for it to be made).
+    pub sqlite_copy: &'a (dyn Fn(&[u8]) -> Result<PathBuf> + Sync),
     /// Files changed at or after this time (ns) can't be trusted by stat (racily clean).
     pub racy_since_ns: i64,
     /// Files changed at or after this time (ns) are racily clean for the *next* backup: their
@@ -197,52 +220,74 @@ pub struct Written {
 }
 
 enum Work {
-    Compress(Vec<u8>),
-    Ready(Vec<u8>),
+    /// Uncompressed bytes: hash, then take from the cache or compress.
+    Raw(Vec<u8>),
+    /// A member copied from the cache by its stat key, with its content key.
+    Ready(Vec<u8>, String),
 }
 
 struct Meta {
     skey: Option<String>,
-    ukey: String,
     ulen: u64,
     last: bool,
 }
 
+/// A finished member on its way to the writer: sequence number, bytes, content key.
+type Done = (u64, Vec<u8>, String);
+
 /// Write `src` to `out` (created or truncated). Memory stays bounded by `IN_FLIGHT` members.
-pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Result<Written> {
+pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written> {
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (job_tx, job_rx) = sync_channel::<(u64, Work)>(2);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(IN_FLIGHT);
+    let (done_tx, done_rx) = sync_channel::<Done>(IN_FLIGHT);
+    let (hash_tx, hash_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
     let (tok_tx, tok_rx) = sync_channel::<()>(IN_FLIGHT);
     let pool = Pool::default();
     let pool = &pool;
+    let reused_by_content = AtomicU64::new(0);
+    let reused_by_content = &reused_by_content;
 
     std::thread::scope(|s| {
         for _ in 0..WORKERS {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
-            s.spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(r) => r.recv(),
-                    Err(_) => return,
-                };
-                let Ok((seq, work)) = job else { return };
-                let bytes = match work {
-                    Work::Ready(b) => b,
-                    Work::Compress(b) => {
-                        let out = compress(&b, level, pool.get(b.len() / 2 + 64));
-                        pool.put(b);
-                        out
+            s.spawn(move || {
+                let mut packer = Packer::default();
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, work)) = job else { return };
+                    let done = match work {
+                        Work::Ready(b, ukey) => (seq, b, ukey),
+                        Work::Raw(b) => {
+                            let ukey = blake3::hash(&b).to_hex().to_string();
+                            let hit = cache.and_then(|c| {
+                                let i = c.by_content(&ukey, b.len() as u64)?;
+                                c.read(i, pool.get(0)).ok()
+                            });
+                            let bytes = match hit {
+                                Some(bytes) => {
+                                    reused_by_content.fetch_add(1, Ordering::Relaxed);
+                                    bytes
+                                }
+                                None => packer.member(&b, pool.get(b.len() / 2 + 64)),
+                            };
+                            pool.put(b);
+                            (seq, bytes, ukey)
+                        }
+                    };
+                    if tx.send(done).is_err() {
+                        return;
                     }
-                };
-                if tx.send((seq, bytes)).is_err() {
-                    return;
                 }
             });
         }
         drop(done_tx);
-        let writer = s.spawn(move || write_members(file, done_rx, tok_rx, pool));
+        let hasher = s.spawn(move || hash_members(hash_rx, tok_rx, pool));
+        let writer = s.spawn(move || write_members(file, done_rx, hash_tx));
 
         let mut p = Producer {
             src,
@@ -261,7 +306,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
         let produced = p.run();
         let Producer {
             metas,
-            stats,
+            mut stats,
             job_tx,
             tok_tx,
             racy,
@@ -272,23 +317,26 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
         let written = writer
             .join()
             .map_err(|_| anyhow!("the archive writer thread panicked"))?;
+        let sha256 = hasher
+            .join()
+            .map_err(|_| anyhow!("the archive hasher thread panicked"))?;
         // A writer error explains a producer error (closed channel), so report it first.
-        let (sha256, size, offsets) =
-            written.with_context(|| format!("cannot write {}", out.display()))?;
+        let (size, placed) = written.with_context(|| format!("cannot write {}", out.display()))?;
         produced?;
-        if offsets.len() != metas.len() {
+        if placed.len() != metas.len() {
             return Err(anyhow!(
                 "archive writer lost members ({} of {})",
-                offsets.len(),
+                placed.len(),
                 metas.len()
             ));
         }
+        stats.reused_members += reused_by_content.load(Ordering::Relaxed);
         let members = metas
             .into_iter()
-            .zip(offsets)
-            .map(|(m, (coff, clen))| MemberRec {
+            .zip(placed)
+            .map(|(m, (coff, clen, ukey))| MemberRec {
                 skey: m.skey,
-                ukey: m.ukey,
+                ukey,
                 ulen: m.ulen,
                 coff,
                 clen,
@@ -300,7 +348,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
             size,
             files: src.entries.len() as u64,
             index: Index {
-                format: format_id(level),
+                format: format_id(),
                 size,
                 members,
             },
@@ -310,32 +358,34 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path, level: u32) -> Res
     })
 }
 
-/// What the writer thread reports: SHA-256, size, and each member's (offset, length).
-type WriterResult = io::Result<(String, u64, Vec<(u64, u64)>)>;
+/// What the writer reports: the archive's size and each member's (offset, length, ukey).
+type WriterResult = io::Result<(u64, Vec<(u64, u64, String)>)>;
 
-/// The writer thread: members back in order, to the file and the hash.
+/// The writer thread: members back in order, into the file, then on to the hasher.
 fn write_members(
-    file: File,
-    done: Receiver<(u64, Vec<u8>)>,
-    tokens: Receiver<()>,
-    pool: &Pool,
+    mut file: File,
+    done: Receiver<Done>,
+    hasher: SyncSender<Vec<u8>>,
 ) -> WriterResult {
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let mut sha = Sha256::new();
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut pos = 0u64;
-    let mut offsets = Vec::new();
-    for (seq, bytes) in done {
-        pending.insert(seq, bytes);
-        while let Some(b) = pending.remove(&next) {
-            sha.update(&b);
-            w.write_all(&b)?;
-            offsets.push((pos, b.len() as u64));
+    let mut synced = 0u64;
+    let mut placed = Vec::new();
+    for (seq, bytes, ukey) in done {
+        pending.insert(seq, (bytes, ukey));
+        while let Some((b, ukey)) = pending.remove(&next) {
+            file.write_all(&b)?;
+            placed.push((pos, b.len() as u64, ukey));
             pos += b.len() as u64;
-            pool.put(b);
             next += 1;
-            let _ = tokens.recv();
+            if pos - synced >= WRITEBACK_EVERY {
+                start_writeback(&file, synced, pos - synced);
+                synced = pos;
+            }
+            if hasher.send(b).is_err() {
+                return Err(io::Error::other("the archive hasher stopped"));
+            }
         }
     }
     if !pending.is_empty() {
@@ -343,8 +393,34 @@ fn write_members(
             "archive members missing (a worker stopped)",
         ));
     }
-    w.flush()?;
-    Ok((hex::encode(sha.finalize()), pos, offsets))
+    Ok((pos, placed))
+}
+
+/// Ask the kernel to start writing a range back now (asynchronously): by the time the store
+/// fsyncs the archive, most of it is on disk. Only a hint: errors are ignored (fsync reports
+/// real ones).
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // SAFETY: plain syscall on an open fd; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// The hasher thread: SHA-256 of the archive in order, then each buffer back to the pool and
+/// one token back to the producer (which bounds the members in flight).
+fn hash_members(members: Receiver<Vec<u8>>, tokens: Receiver<()>, pool: &Pool) -> String {
+    let mut sha = Sha256::new();
+    for b in members {
+        sha.update(&b);
+        pool.put(b);
+        let _ = tokens.recv();
+    }
+    hex::encode(sha.finalize())
 }
 
 struct Producer<'a, 'b> {
@@ -435,13 +511,8 @@ impl Producer<'_, '_> {
             Kind::Symlink => (EntryType::Symlink, 0, e.stat.mtime_ns),
             Kind::File => (EntryType::Regular, e.stat.size, e.stat.mtime_ns),
             Kind::Sqlite => {
-                let copy = self.src.sqlite_copies.get(&e.rel).ok_or_else(|| {
-                    anyhow!(
-                        "internal: no copy of the database {}",
-                        String::from_utf8_lossy(&e.rel)
-                    )
-                })?;
-                let size = fs::metadata(copy)
+                let copy = (self.src.sqlite_copy)(&e.rel)?;
+                let size = fs::metadata(&copy)
                     .with_context(|| format!("cannot stat {}", copy.display()))?
                     .len();
                 (EntryType::Regular, size, e.stat.mtime_ns)
@@ -552,27 +623,47 @@ impl Producer<'_, '_> {
             }
         }
         let pad = pad512(len) - len;
+        // Content hash only for racily-clean files (see `Written::racy`).
         let mut data = HashRead {
             inner: self.data_reader(e, len)?,
-            h: Sha256::new(),
+            h: self.hash_racy(e).then(Sha256::new),
         };
         let mut r = io::Cursor::new(hdr)
             .chain(&mut data)
             .chain(io::repeat(0).take(pad));
-        let mut buf = self.pool.get(CDC_MAX);
+        // Read in steps and look for a cut in what is new, so the bytes after a cut (copied
+        // into the next chunk's buffer) stay under one step.
+        let (most, step) = if keyed {
+            (CDC_MAX, CDC_MIN)
+        } else {
+            (DB_CHUNK, DB_CHUNK)
+        };
+        let mut buf = self.pool.get(most);
         let mut n = 0u64;
         let mut eof = false;
         loop {
-            if !eof {
-                let want = CDC_MAX - buf.len();
-                let got = (&mut r).take(want as u64).read_to_end(&mut buf)?;
-                eof = got < want;
-            }
+            let mut scanned = 0;
+            let cut = loop {
+                if !eof && buf.len() < most {
+                    let want = step.min(most - buf.len());
+                    let got = (&mut r).take(want as u64).read_to_end(&mut buf)?;
+                    eof = got < want;
+                }
+                if !keyed {
+                    break buf.len();
+                }
+                if let Some(c) = cdc_cut(&buf, scanned) {
+                    break c;
+                }
+                if eof || buf.len() >= most {
+                    break buf.len();
+                }
+                scanned = buf.len();
+            };
             if buf.is_empty() {
                 break;
             }
-            let cut = cdc_cut(&buf).unwrap_or(buf.len());
-            let mut rest = self.pool.get(CDC_MAX);
+            let mut rest = self.pool.get(most);
             rest.extend_from_slice(&buf[cut..]);
             buf.truncate(cut);
             let last = eof && rest.is_empty();
@@ -585,9 +676,8 @@ impl Producer<'_, '_> {
         }
         self.pool.put(buf);
         drop(r);
-        if self.hash_racy(e) {
-            self.racy
-                .insert(e.rel.clone(), hex::encode(data.h.finalize()));
+        if let Some(h) = data.h {
+            self.racy.insert(e.rel.clone(), hex::encode(h.finalize()));
         }
         Ok(())
     }
@@ -601,7 +691,7 @@ impl Producer<'_, '_> {
     /// new stat and reads it again).
     fn data_reader(&self, e: &Entry, len: u64) -> Result<impl Read> {
         let path = match e.kind {
-            Kind::Sqlite => self.src.sqlite_copies[&e.rel].clone(),
+            Kind::Sqlite => (self.src.sqlite_copy)(&e.rel)?,
             _ => e.path_in(self.src.root),
         };
         let f: Box<dyn Read + Send> = match File::open(&path) {
@@ -625,45 +715,17 @@ impl Producer<'_, '_> {
         self.send(
             Meta {
                 skey: m.skey.clone(),
-                ukey: m.ukey.clone(),
                 ulen: m.ulen,
                 last: m.last,
             },
-            Work::Ready(bytes),
+            Work::Ready(bytes, m.ukey.clone()),
         )
     }
 
+    /// Uncompressed member bytes: a worker hashes them and reuses or compresses.
     fn emit_raw(&mut self, skey: Option<String>, last: bool, buf: Vec<u8>) -> Result<()> {
-        let ukey = hex::encode(Sha256::digest(&buf));
         let ulen = buf.len() as u64;
-        if let Some(&i) = self.cache.and_then(|c| c.by_ukey.get(&ukey)) {
-            let c = self.cache.ok_or_else(|| anyhow!("internal: no cache"))?;
-            if c.members[i].ulen == ulen {
-                let bytes = c
-                    .read(i, self.pool.get(0))
-                    .context("cannot read the member cache")?;
-                self.pool.put(buf);
-                self.stats.reused_members += 1;
-                return self.send(
-                    Meta {
-                        skey,
-                        ukey,
-                        ulen,
-                        last,
-                    },
-                    Work::Ready(bytes),
-                );
-            }
-        }
-        self.send(
-            Meta {
-                skey,
-                ukey,
-                ulen,
-                last,
-            },
-            Work::Compress(buf),
-        )
+        self.send(Meta { skey, ulen, last }, Work::Raw(buf))
     }
 
     fn send(&mut self, meta: Meta, work: Work) -> Result<()> {
@@ -694,16 +756,18 @@ impl Producer<'_, '_> {
     }
 }
 
-/// A reader that hashes what passes through.
+/// A reader that hashes what passes through (when it has a hasher).
 struct HashRead<R> {
     inner: R,
-    h: Sha256,
+    h: Option<Sha256>,
 }
 
 impl<R: Read> Read for HashRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.h.update(&buf[..n]);
+        if let Some(h) = &mut self.h {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -764,53 +828,23 @@ const GEAR: [u64; 256] = {
     t
 };
 
-/// First content-defined cut in `buf` (chunk starts at 0), if any before `CDC_MAX`.
-fn cdc_cut(buf: &[u8]) -> Option<usize> {
-    if buf.len() <= CDC_MIN {
+/// First content-defined cut in `buf` (chunk starts at 0) at or after `from`, if any before
+/// `CDC_MAX`. The hash depends on the last 64 bytes only, so a scan resumed at `from` finds
+/// exactly the cut a scan from the start would.
+fn cdc_cut(buf: &[u8], from: usize) -> Option<usize> {
+    let end = buf.len().min(CDC_MAX);
+    let first = from.max(CDC_MIN);
+    if end <= first {
         return None;
     }
-    let end = buf.len().min(CDC_MAX);
-    // The hash only depends on the last 64 bytes, so start just before the minimum.
     let mut h = 0u64;
-    for (i, &b) in buf.iter().enumerate().take(end).skip(CDC_MIN - 64) {
+    for (i, &b) in buf.iter().enumerate().take(end).skip(first - 64) {
         h = (h << 1).wrapping_add(GEAR[b as usize]);
-        if i >= CDC_MIN && h & CDC_MASK == 0 {
+        if i >= first && h & CDC_MASK == 0 {
             return Some(i + 1);
         }
     }
     None
-}
-
-/// One gzip member: no name, mtime 0, OS "Unix" (as `gzip -n` from stdin). Data that does not
-/// compress (random bytes, embeddings) is stored, which costs almost no CPU.
-/// `out` (emptied first) receives the member.
-fn compress(buf: &[u8], level: u32, mut out: Vec<u8>) -> Vec<u8> {
-    let level = if incompressible(buf) { 0 } else { level };
-    out.clear();
-    let mut e = GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(out, Compression::new(level));
-    // Writing to a Vec can't fail.
-    let _ = e.write_all(buf);
-    e.finish().unwrap_or_default()
-}
-
-/// True when three 16 KiB samples (start, middle, end) each shrink by less than 3 % at level 1.
-fn incompressible(buf: &[u8]) -> bool {
-    const S: usize = 16 << 10;
-    if buf.len() < 4 * S {
-        return false;
-    }
-    let mut out = Vec::with_capacity(S + 1024);
-    [0, buf.len() / 2 - S / 2, buf.len() - S].iter().all(|&at| {
-        out.clear();
-        let mut c = flate2::Compress::new(Compression::new(1), false);
-        let ok = c
-            .compress_vec(&buf[at..at + S], &mut out, flate2::FlushCompress::Finish)
-            .is_ok();
-        ok && out.len() * 100 > S * 97
-    })
 }
 
 #[cfg(test)]
@@ -831,13 +865,17 @@ mod tests {
             let mut out = Vec::new();
             let mut at = 0;
             while at < d.len() {
-                let n = cdc_cut(&d[at..(at + CDC_MAX).min(d.len())])
+                let n = cdc_cut(&d[at..(at + CDC_MAX).min(d.len())], 0)
                     .unwrap_or((d.len() - at).min(CDC_MAX));
                 at += n;
                 out.push(at);
             }
             out
         };
+        // A scan resumed where an earlier one stopped finds the same cut.
+        let full = cdc_cut(&data, 0).unwrap();
+        assert_eq!(cdc_cut(&data[..full - 1], 0), None);
+        assert_eq!(cdc_cut(&data[..full + 10], full - 1000), Some(full));
         let a = cuts(&data);
         // Insert 100 bytes near the start: later cuts shift by exactly 100.
         let mut shifted = data[..1000].to_vec();
@@ -846,20 +884,5 @@ mod tests {
         let b = cuts(&shifted);
         let common = a.iter().filter(|c| b.contains(&(**c + 100))).count();
         assert!(common + 2 >= a.len(), "cuts {a:?} vs {b:?}");
-    }
-
-    #[test]
-    fn incompressible_detection() {
-        let mut x = 7u64;
-        let random: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        assert!(incompressible(&random));
-        assert!(!incompressible(&vec![b'a'; 200_000]));
     }
 }
