@@ -7,6 +7,7 @@
 //! - `extract`: read any tar.gz (ours or a seed made with `tar czf`), refusing every entry that
 //!   could write outside the staging dir.
 
+pub mod decode;
 pub mod extract;
 pub mod gz;
 pub mod write;

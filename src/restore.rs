@@ -201,8 +201,8 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
 /// unchanged regions instead of compressing everything again. Only for archives cut into
 /// members like ours; a seed's single huge member could never be reused.
 fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String)>) {
-    let ours = members.len() > 1 && members.iter().all(|m| m.2 <= 4 << 20);
-    if !ours {
+    // Empty unless every member was one of ours (`extract::Stats::members`).
+    if members.is_empty() {
         return;
     }
     let index = awrite::Index {

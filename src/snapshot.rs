@@ -284,6 +284,9 @@ pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
         .with_context(ctx)?;
     let _ = fs::remove_file(dst);
     let mut to = Connection::open(dst).with_context(ctx)?;
+    // A scratch copy: the archive made from it is what gets synced, not the copy.
+    to.execute_batch("PRAGMA synchronous = OFF")
+        .with_context(ctx)?;
     {
         use rusqlite::backup::StepResult;
         let backup = rusqlite::backup::Backup::new(&from, &mut to).with_context(ctx)?;
@@ -322,8 +325,14 @@ fn normalise_change_counter(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A hash of the database's logical content: schema and every row, table by table, leaving out
-/// the per-process lease rows. Equal for a copy where only the gateway's heartbeat moved.
+/// A hash (BLAKE3) of what a database holds, blind to the per-process lease rows, so it is
+/// equal for copies where only the gateway's heartbeat moved.
+///
+/// Page level, as it must be cheap (it runs on every check while the gateway heartbeats): every
+/// page of the file except free pages and the pages of the tables holding process rows (and
+/// their indexes), page 1's write counters and journal-mode bytes masked; those tables then
+/// count by their remaining rows. A database with committed frames still in its WAL is hashed
+/// row by row instead (slower, same purpose).
 pub fn logical_hash(db: &Path) -> Result<String> {
     let ctx = || format!("cannot read the SQLite database {}", db.display());
     let conn = Connection::open_with_flags(
@@ -335,57 +344,176 @@ pub fn logical_hash(db: &Path) -> Result<String> {
         .with_context(ctx)?;
     // One read transaction for a consistent view.
     conn.execute_batch("BEGIN").with_context(ctx)?;
-    let mut h = Sha256::new();
-    let schema: Vec<(String, String, String)> = {
+    let schema: Vec<(String, String, String, String)> = {
         let mut st = conn
-            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+            .prepare(
+                "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name",
+            )
             .with_context(ctx)?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .with_context(ctx)?;
         rows.collect::<rusqlite::Result<_>>().with_context(ctx)?
     };
-    for (ty, name, sql) in &schema {
+    let mut h = blake3::Hasher::new();
+    let wal_has_frames = fs::metadata(wal_path(db)).is_ok_and(|m| m.len() > 0);
+    if wal_has_frames {
+        h.update(b"rows\0");
+        for (ty, name, _, sql) in &schema {
+            h.update(format!("{ty}\0{name}\0{sql}\0").as_bytes());
+        }
+        for (ty, name, _, _) in &schema {
+            if ty == "table" {
+                hash_rows(&conn, name, &mut h).with_context(ctx)?;
+            }
+        }
+        return Ok(h.finalize().to_hex().to_string());
+    }
+    // Pages of the tables with process rows, and of their indexes: left out of the page hash.
+    let mut skip = HashSet::new();
+    let special: Vec<&str> = schema
+        .iter()
+        .filter(|(ty, _, tbl, _)| ty == "table" && state::has_process_rows(tbl))
+        .map(|(_, name, _, _)| name.as_str())
+        .collect();
+    for (_, name, tbl, _) in &schema {
+        if special.contains(&tbl.as_str()) {
+            let mut st = conn
+                .prepare("SELECT pageno FROM dbstat WHERE name = ?1")
+                .with_context(ctx)?;
+            let pages = st
+                .query_map([name], |r| r.get::<_, i64>(0))
+                .with_context(ctx)?;
+            for p in pages {
+                skip.insert(p.with_context(ctx)? as u64);
+            }
+        }
+    }
+    let mut file = fs::File::open(db).with_context(ctx)?;
+    let mut head = [0u8; 100];
+    file.read_exact(&mut head).with_context(ctx)?;
+    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => n as usize,
+    };
+    if page_size < 512 || !page_size.is_power_of_two() {
+        anyhow::bail!("{}: bad page size {page_size}", ctx());
+    }
+    let pages = fs::metadata(db).with_context(ctx)?.len() / page_size as u64;
+    free_pages(&file, &head, page_size, pages, &mut skip).with_context(ctx)?;
+    h.update(b"pages\0");
+    h.update(&(page_size as u64).to_le_bytes());
+    h.update(&pages.to_le_bytes());
+    // Read in runs of pages; hash each kept page with its number.
+    use std::os::unix::fs::FileExt;
+    const RUN: usize = 256;
+    let mut buf = vec![0u8; RUN * page_size];
+    let mut p = 1u64;
+    while p <= pages {
+        let n = (RUN as u64).min(pages - p + 1) as usize;
+        let bytes = &mut buf[..n * page_size];
+        file.read_exact_at(bytes, (p - 1) * page_size as u64)
+            .with_context(ctx)?;
+        if p == 1 {
+            // Journal mode (18-19), change counter (24-27), version-valid-for (92-95).
+            for i in [18, 19, 24, 25, 26, 27, 92, 93, 94, 95] {
+                bytes[i] = 0;
+            }
+        }
+        let mut run_start: Option<usize> = None;
+        for i in 0..=n {
+            let keep = i < n && !skip.contains(&(p + i as u64));
+            match (keep, run_start) {
+                (true, None) => run_start = Some(i),
+                (false, Some(s)) => {
+                    h.update(&(p + s as u64).to_le_bytes());
+                    h.update(&bytes[s * page_size..i * page_size]);
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+        p += n as u64;
+    }
+    for (ty, name, _, sql) in &schema {
         h.update(format!("{ty}\0{name}\0{sql}\0").as_bytes());
     }
-    for (ty, name, _) in &schema {
-        if ty != "table" {
-            continue;
+    for name in special {
+        hash_rows(&conn, name, &mut h).with_context(ctx)?;
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// `<db>-wal`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Add the free pages (trunk and leaf pages of the freelist, header offset 32) to `out`: their
+/// bytes are leftovers, not content.
+fn free_pages(
+    file: &fs::File,
+    head: &[u8; 100],
+    page_size: usize,
+    pages: u64,
+    out: &mut HashSet<u64>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let be = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let mut trunk = be(head, 32) as u64;
+    let mut page = vec![0u8; page_size];
+    // Bounded: a corrupt list must not loop.
+    for _ in 0..pages {
+        if trunk == 0 || trunk > pages || !out.insert(trunk) {
+            break;
         }
-        let filter = state::stable_rows_filter(name)
-            .map(|c| format!(" WHERE {c}"))
-            .unwrap_or_default();
-        let quoted = name.replace('"', "\"\"");
-        let mut st = conn
-            .prepare(&format!("SELECT * FROM \"{quoted}\"{filter}"))
-            .with_context(ctx)?;
-        let cols = st.column_count();
-        let mut rows = st.query([]).with_context(ctx)?;
-        h.update(format!("T{name}\0").as_bytes());
-        while let Some(row) = rows.next().with_context(ctx)? {
-            h.update(b"R");
-            for i in 0..cols {
-                use rusqlite::types::ValueRef;
-                match row.get_ref(i).with_context(ctx)? {
-                    ValueRef::Null => h.update(b"n"),
-                    ValueRef::Integer(v) => {
-                        h.update(b"i");
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Real(v) => {
-                        h.update(b"r");
-                        h.update(v.to_le_bytes());
-                    }
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        h.update(b"b");
-                        h.update((t.len() as u64).to_le_bytes());
-                        h.update(t);
-                    }
+        file.read_exact_at(&mut page, (trunk - 1) * page_size as u64)?;
+        let n = (be(&page, 4) as usize).min(page_size / 4 - 2);
+        for i in 0..n {
+            out.insert(be(&page, 8 + 4 * i) as u64);
+        }
+        trunk = be(&page, 0) as u64;
+    }
+    Ok(())
+}
+
+/// Hash the rows of `table` that are not process rows, in rowid/key order.
+fn hash_rows(conn: &Connection, table: &str, h: &mut blake3::Hasher) -> rusqlite::Result<()> {
+    let filter = state::stable_rows_filter(table)
+        .map(|c| format!(" WHERE {c}"))
+        .unwrap_or_default();
+    let quoted = table.replace('"', "\"\"");
+    let mut st = conn.prepare(&format!("SELECT * FROM \"{quoted}\"{filter}"))?;
+    let cols = st.column_count();
+    let mut rows = st.query([])?;
+    h.update(format!("T{table}\0").as_bytes());
+    while let Some(row) = rows.next()? {
+        h.update(b"R");
+        for i in 0..cols {
+            use rusqlite::types::ValueRef;
+            match row.get_ref(i)? {
+                ValueRef::Null => {
+                    h.update(b"n");
+                }
+                ValueRef::Integer(v) => {
+                    h.update(b"i");
+                    h.update(&v.to_le_bytes());
+                }
+                ValueRef::Real(v) => {
+                    h.update(b"r");
+                    h.update(&v.to_le_bytes());
+                }
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    h.update(b"b");
+                    h.update(&(t.len() as u64).to_le_bytes());
+                    h.update(t);
                 }
             }
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(())
 }
 
 /// What the last upload contained: stat-level entries and the logical hash of each database.
@@ -476,6 +604,53 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logical_hash_ignores_the_owner_lease_only() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("state.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE state_leases (scope TEXT NOT NULL, lease_key TEXT NOT NULL, owner TEXT,
+               heartbeat_at INTEGER, PRIMARY KEY (scope, lease_key));
+             INSERT INTO state_leases VALUES ('gateway-owner','global','host-a',1);
+             INSERT INTO state_leases VALUES ('other','k','y',1);
+             CREATE TABLE memory (id INTEGER PRIMARY KEY, body TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+               INSERT INTO memory (body) SELECT printf('%0500d', i) FROM n;
+             DELETE FROM memory WHERE id % 3 = 0;",
+        )
+        .unwrap();
+        let hash = |c: &Connection| {
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+            logical_hash(&db).unwrap()
+        };
+        let base = hash(&c);
+        assert_eq!(base, hash(&c), "stable");
+        c.execute(
+            "UPDATE state_leases SET heartbeat_at = 99, owner = 'host-b' WHERE scope = 'gateway-owner'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(base, hash(&c), "a heartbeat is not a change");
+        c.execute(
+            "UPDATE state_leases SET heartbeat_at = 2 WHERE scope = 'other'",
+            [],
+        )
+        .unwrap();
+        let other = hash(&c);
+        assert_ne!(base, other, "other lease rows count");
+        c.execute("UPDATE memory SET body = 'x' WHERE id = 1000", [])
+            .unwrap();
+        assert_ne!(other, hash(&c), "a row change counts");
+        // Uncheckpointed WAL frames: hashed row by row, still seen.
+        c.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
+        let before = logical_hash(&db).unwrap();
+        c.execute("UPDATE memory SET body = 'y' WHERE id = 1000", [])
+            .unwrap();
+        assert_ne!(before, logical_hash(&db).unwrap());
+    }
 
     #[test]
     fn walk_is_sorted_and_skips_volatile_and_sqlite_side_files() {

@@ -14,17 +14,18 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use flate2::bufread::GzDecoder;
-use std::io::BufRead;
 use tar::EntryType;
 
+use crate::archive::decode::{self, Chunks};
 use crate::archive::ROOT;
 use crate::openclaw::state;
 
@@ -37,7 +38,8 @@ pub struct Stats {
     /// Entries left out on purpose (caches, `-shm`).
     pub skipped: u64,
     /// The archive's gzip members: (offset, compressed length, uncompressed length, BLAKE3
-    /// of the uncompressed bytes). Lets a restore seed the backup's member cache.
+    /// of the uncompressed bytes), when every member is one of ours (else empty). Lets a
+    /// restore seed the backup's member cache.
     #[serde(skip)]
     pub members: Vec<(u64, u64, u64, String)>,
 }
@@ -63,124 +65,153 @@ pub fn verify(archive: &Path) -> Result<Stats> {
 fn run(archive: &Path, staging: Option<&Path>) -> Result<Stats> {
     let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let gz = Members::new(BufReader::with_capacity(1 << 20, file));
-    let mut tar = tar::Archive::new(gz);
-    let mut x = Extractor {
-        staging,
-        stats: Stats::default(),
-        symlinks: HashSet::new(),
-        dirs: Vec::new(),
-        links_to_check: Vec::new(),
-    };
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    let mut seen_root = false;
-    for entry in tar.entries().context("the archive is not a tar.gz")? {
-        let mut entry = entry.context("the archive is corrupt or truncated")?;
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
-        let comps = components(&raw).with_context(|| format!("archive entry '{name}'"))?;
-        seen_root = true;
-        x.entry(&mut entry, &comps)
-            .with_context(|| format!("archive entry '{name}'"))?;
-        if last_log.elapsed() >= Duration::from_secs(5) {
-            last_log = Instant::now();
-            tracing::info!(
-                "restore: {} files, {} MB extracted, {:.0} MB/s (archive {} MB)",
-                x.stats.files,
-                x.stats.bytes >> 20,
-                x.stats.bytes as f64 / 1e6 / started.elapsed().as_secs_f64(),
-                total >> 20
-            );
+    let (tx, rx) = sync_channel(4);
+    let (back_tx, back_rx) = sync_channel(6);
+    std::thread::scope(|s| {
+        let decoder = s.spawn(move || decode::decode(file, tx, back_rx));
+        let writers = Writers::start(s, if staging.is_some() { WRITERS } else { 0 });
+        let mut x = Extractor {
+            staging,
+            stats: Stats::default(),
+            symlinks: HashSet::new(),
+            dirs: Vec::new(),
+            links_to_check: Vec::new(),
+            writers,
+        };
+        let parsed = x.parse(Chunks::new(rx, back_tx), total);
+        let written = x.writers.finish();
+        let members = decoder
+            .join()
+            .map_err(|_| anyhow!("the archive decoder panicked"))?;
+        parsed?;
+        written?;
+        x.finish()?;
+        x.stats.members = members.unwrap_or_default();
+        Ok(x.stats)
+    })
+}
+
+/// Regular files up to this size are written by the writer threads; bigger ones (streamed)
+/// by the parser itself.
+const HANDOFF_MAX: u64 = 1 << 20;
+/// Writer threads: creating files is mostly system time, which two cores share.
+const WRITERS: usize = 2;
+
+/// A file for a writer thread to create.
+struct FileJob {
+    dest: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+}
+
+/// Threads that create files handed to them. The first error is kept and reported by `check`
+/// or `finish`; `barrier` waits until every handed-over file exists (before a hard link).
+struct Writers {
+    tx: Option<SyncSender<FileJob>>,
+    state: Arc<(Mutex<WriterState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    pending: usize,
+    error: Option<String>,
+}
+
+impl Writers {
+    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, n: usize) -> Writers {
+        let state = Arc::new((Mutex::new(WriterState::default()), Condvar::new()));
+        if n == 0 {
+            return Writers { tx: None, state };
+        }
+        let (tx, rx) = sync_channel::<FileJob>(8);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..n {
+            let rx = Arc::clone(&rx);
+            let state = Arc::clone(&state);
+            s.spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return };
+                let r = write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime);
+                let (lock, cv) = &*state;
+                if let Ok(mut st) = lock.lock() {
+                    st.pending -= 1;
+                    if let Err(e) = r {
+                        st.error.get_or_insert(format!("{e:#}"));
+                    }
+                    cv.notify_all();
+                }
+            });
+        }
+        Writers {
+            tx: Some(tx),
+            state,
         }
     }
-    // Anything after the tar end blocks must still be valid gzip: read it all (CRCs checked).
-    let mut rest = tar.into_inner();
-    io::copy(&mut rest, &mut io::sink())
-        .context("the archive is corrupt or truncated after the tar end")?;
-    if !seen_root {
-        bail!("the archive holds no {ROOT}/ entries");
+
+    /// Hand a file over, or write it here when there are no writer threads.
+    fn write(&self, job: FileJob) -> Result<()> {
+        self.check()?;
+        let Some(tx) = &self.tx else {
+            return write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime).map(drop);
+        };
+        if let Ok(mut st) = self.state.0.lock() {
+            st.pending += 1;
+        }
+        tx.send(job)
+            .map_err(|_| anyhow!("the file writer threads stopped"))
     }
-    x.finish()?;
-    x.stats.members = std::mem::take(&mut rest.done);
-    Ok(x.stats)
-}
 
-/// A multi-member gzip reader (like flate2's `MultiGzDecoder`) that also records where each
-/// member is and what it holds. Every member's CRC and length are checked by the decoder.
-struct Members<R: BufRead> {
-    current: Option<GzDecoder<Counted<R>>>,
-    start: u64,
-    ulen: u64,
-    hash: blake3::Hasher,
-    done: Vec<(u64, u64, u64, String)>,
-}
-
-impl<R: BufRead> Members<R> {
-    fn new(r: R) -> Self {
-        Members {
-            current: Some(GzDecoder::new(Counted { inner: r, n: 0 })),
-            start: 0,
-            ulen: 0,
-            hash: blake3::Hasher::new(),
-            done: Vec::new(),
+    fn check(&self) -> Result<()> {
+        match self.state.0.lock() {
+            Ok(st) => match &st.error {
+                Some(e) => bail!("{e}"),
+                None => Ok(()),
+            },
+            Err(_) => bail!("a file writer thread panicked"),
         }
     }
-}
 
-impl<R: BufRead> Read for Members<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let Some(dec) = self.current.as_mut() else {
-                return Ok(0);
-            };
-            let n = dec.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                self.hash.update(&buf[..n]);
-                self.ulen += n as u64;
-                return Ok(n);
-            }
-            // End of a member: record it; another one follows unless the file ends here.
-            let Some(dec) = self.current.take() else {
-                return Ok(0);
-            };
-            let mut r = dec.into_inner();
-            let ukey = self.hash.finalize().to_hex().to_string();
-            self.hash.reset();
-            self.done
-                .push((self.start, r.n - self.start, self.ulen, ukey));
-            if r.fill_buf()?.is_empty() {
-                return Ok(0);
-            }
-            self.start = r.n;
-            self.ulen = 0;
-            self.current = Some(GzDecoder::new(r));
+    /// Wait until every handed-over file is written.
+    fn barrier(&self) -> Result<()> {
+        let (lock, cv) = &*self.state;
+        let mut st = lock
+            .lock()
+            .map_err(|_| anyhow!("a file writer thread panicked"))?;
+        while st.pending > 0 {
+            st = cv
+                .wait(st)
+                .map_err(|_| anyhow!("a file writer thread panicked"))?;
         }
+        drop(st);
+        self.check()
+    }
+
+    /// Stop the threads (they finish what they were handed) and report their first error.
+    fn finish(&mut self) -> Result<()> {
+        let r = self.barrier();
+        self.tx = None;
+        r
     }
 }
 
-/// Counts the bytes consumed from a buffered reader (= the offset in the archive).
-struct Counted<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: BufRead> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.n += amt as u64;
-        self.inner.consume(amt)
-    }
+/// Create `dest` (never through a symlink, never over an existing file) with `data`, `mode`
+/// and `mtime`; returns the bytes written.
+fn write_file(dest: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<u64> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)
+        .with_context(|| format!("cannot create {} (duplicate entry?)", dest.display()))?;
+    let n = io::copy(data, &mut f).context("cannot extract the data")?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
+    Ok(n)
 }
 
 /// Split an archive path into components, refusing absolute paths, `..` and anything outside
@@ -213,9 +244,44 @@ struct Extractor<'a> {
     dirs: Vec<(PathBuf, u32, u64)>,
     /// Symlinks whose target has `..`: checked with realpath once everything exists.
     links_to_check: Vec<PathBuf>,
+    writers: Writers,
 }
 
 impl Extractor<'_> {
+    /// Every entry of the tar stream `r`, checked and (with a staging dir) extracted.
+    fn parse(&mut self, r: Chunks, total: u64) -> Result<()> {
+        let mut tar = tar::Archive::new(r);
+        let started = Instant::now();
+        let mut last_log = Instant::now();
+        let mut seen_root = false;
+        for entry in tar.entries().context("the archive is not a tar.gz")? {
+            let mut entry = entry.context("the archive is corrupt or truncated")?;
+            let raw = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&raw).into_owned();
+            let comps = components(&raw).with_context(|| format!("archive entry '{name}'"))?;
+            seen_root = true;
+            self.entry(&mut entry, &comps)
+                .with_context(|| format!("archive entry '{name}'"))?;
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                last_log = Instant::now();
+                tracing::info!(
+                    "restore: {} files, {} MB extracted, {:.0} MB/s (archive {} MB)",
+                    self.stats.files,
+                    self.stats.bytes >> 20,
+                    self.stats.bytes as f64 / 1e6 / started.elapsed().as_secs_f64(),
+                    total >> 20
+                );
+            }
+        }
+        // Anything after the tar end blocks must still be valid gzip: read it all (CRCs checked).
+        io::copy(&mut tar.into_inner(), &mut io::sink())
+            .context("the archive is corrupt or truncated after the tar end")?;
+        if !seen_root {
+            bail!("the archive holds no {ROOT}/ entries");
+        }
+        Ok(())
+    }
+
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, comps: &[Vec<u8>]) -> Result<()> {
         let ty = entry.header().entry_type();
         // Regenerable dirs of seed archives, and shared-memory index files (rebuilt by SQLite).
@@ -258,22 +324,25 @@ impl Extractor<'_> {
                 self.stats.dirs += 1;
             }
             t if t.is_file() => {
-                let n = match &dest {
-                    Some(d) => {
-                        make_parent(d)?;
-                        let mut f = OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(0o600)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(d)
-                            .with_context(|| {
-                                format!("cannot create {} (duplicate entry?)", d.display())
-                            })?;
-                        let n = io::copy(entry, &mut f).context("cannot extract the data")?;
-                        f.set_permissions(fs::Permissions::from_mode(mode))?;
-                        f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
+                let n = match dest {
+                    Some(dest) if entry.size() <= HANDOFF_MAX => {
+                        make_parent(&dest)?;
+                        let mut data = Vec::with_capacity(entry.size() as usize);
+                        entry
+                            .read_to_end(&mut data)
+                            .context("cannot read the data")?;
+                        let n = data.len() as u64;
+                        self.writers.write(FileJob {
+                            dest,
+                            data,
+                            mode,
+                            mtime,
+                        })?;
                         n
+                    }
+                    Some(dest) => {
+                        make_parent(&dest)?;
+                        write_file(&dest, entry, mode, mtime)?
                     }
                     None => io::copy(entry, &mut io::sink()).context("cannot read the data")?,
                 };
@@ -323,6 +392,8 @@ impl Extractor<'_> {
                     }
                 }
                 if let (Some(d), Some(s)) = (&dest, self.staging) {
+                    // The target may still be with a writer thread.
+                    self.writers.barrier()?;
                     let src = join(s, &tcomps);
                     let meta = fs::symlink_metadata(&src).with_context(|| {
                         format!(

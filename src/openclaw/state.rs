@@ -33,6 +33,11 @@ pub const SQLITE_SIDE_SUFFIXES: &[&str] = &["-wal", "-shm", "-journal"];
 /// They are left out of change detection and deleted from copies and restored databases.
 const PROCESS_ROWS: &[(&str, &str)] = &[("state_leases", "scope = 'gateway-owner'")];
 
+/// True for a table holding per-process rows.
+pub fn has_process_rows(table: &str) -> bool {
+    PROCESS_ROWS.iter().any(|(t, _)| *t == table)
+}
+
 /// The `WHERE` condition that selects the rows of `table` worth comparing (everything but the
 /// per-process lease rows), or None for the whole table.
 pub fn stable_rows_filter(table: &str) -> Option<String> {
