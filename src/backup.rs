@@ -153,17 +153,21 @@ struct Ready {
 /// Walk, decide, archive (blocking).
 fn prepare(job: &Job, force: bool) -> Result<Prepared> {
     let meta = &job.meta_dir;
-    let t0 = Instant::now();
-    let prev = snapshot::Fingerprint::load(&meta.join(FINGERPRINT));
-    let prev_map = prev.as_ref().map(Fingerprint::by_path);
-    let t1 = Instant::now();
+    let started = Instant::now();
     let skip = snapshot::excludes(&job.excludes)?;
-    let tree = snapshot::walk(&job.state_dir, &skip, prev_map.as_ref())?;
+    // The last fingerprint loads while the tree is listed.
+    let (prev, tree) = std::thread::scope(|s| {
+        let loader = s.spawn(|| snapshot::Fingerprint::load(&meta.join(FINGERPRINT)));
+        let tree = snapshot::list(&job.state_dir, &skip);
+        (loader.join().ok().flatten(), tree)
+    });
+    let mut tree = tree?;
+    let prev_map = prev.as_ref().map(Fingerprint::by_path);
+    snapshot::classify(&job.state_dir, &mut tree, prev_map.as_ref());
     tracing::debug!(
-        "backup: fingerprint loaded in {} ms, {} entries walked in {} ms",
-        (t1 - t0).as_millis(),
+        "backup: {} entries walked in {} ms",
         tree.entries.len(),
-        t1.elapsed().as_millis()
+        started.elapsed().as_millis()
     );
     let scratch = meta.join(SCRATCH);
     let _ = fs::remove_dir_all(&scratch);

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -127,27 +128,207 @@ pub fn excludes(user: &[String]) -> Result<GlobSet> {
 /// Walk `root` in sorted order. `prev` (the last fingerprint's entries by path) saves reading
 /// the header of files whose stat did not change.
 pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<&[u8], &Entry>>) -> Result<Tree> {
+    let mut tree = list(root, skip)?;
+    classify(root, &mut tree, prev);
+    Ok(tree)
+}
+
+/// The listing half of `walk`: every path in sorted order with its stat, regular files as
+/// `Kind::File` until `classify` finds the databases. Two threads share the directories.
+pub fn list(root: &Path, skip: &GlobSet) -> Result<Tree> {
     let scan_start_ns = now_ns();
-    let mut entries = Vec::new();
     let meta = fs::symlink_metadata(root)
         .with_context(|| format!("cannot read the state dir {}", root.display()))?;
-    entries.push(Entry {
+    let top = Entry {
         rel: Vec::new(),
         kind: Kind::Dir,
         mode: meta.mode() & 0o7777,
         stat: StatId::default(),
         target: Vec::new(),
         wal: None,
+    };
+    let work = Listing {
+        queue: Mutex::new((vec![Vec::new()], 1)),
+        more: Condvar::new(),
+        listed: Mutex::new(HashMap::new()),
+        failed: Mutex::new(None),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..LIST_THREADS {
+            s.spawn(|| work.run(root, skip));
+        }
     });
-    walk_dir(root, &[], skip, prev, &mut entries)?;
+    if let Some(e) = work.failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let mut listed = work.listed.into_inner().unwrap_or_default();
+    let mut entries = vec![top];
+    stitch(&[], &mut listed, &mut entries);
+    Ok(Tree {
+        entries,
+        scan_start_ns,
+    })
+}
 
-    // Leave out the side files of every database we copy through the backup API, and note the
-    // stat of its WAL (a commit may change only the WAL).
+/// Listing threads (stat calls are mostly system time: two cores halve the walk).
+const LIST_THREADS: usize = 2;
+
+/// Directories waiting to be listed (+ how many are queued or being listed), and the result.
+struct Listing {
+    queue: Mutex<(Vec<Vec<u8>>, usize)>,
+    more: Condvar,
+    /// Directory (relative) -> its children, sorted.
+    listed: Mutex<HashMap<Vec<u8>, Vec<Entry>>>,
+    failed: Mutex<Option<anyhow::Error>>,
+}
+
+impl Listing {
+    fn run(&self, root: &Path, skip: &GlobSet) {
+        loop {
+            let rel = {
+                let Ok(mut q) = self.queue.lock() else { return };
+                loop {
+                    if let Some(r) = q.0.pop() {
+                        break r;
+                    }
+                    if q.1 == 0 {
+                        return;
+                    }
+                    q = match self.more.wait(q) {
+                        Ok(q) => q,
+                        Err(_) => return,
+                    };
+                }
+            };
+            let dir = if rel.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(std::ffi::OsStr::from_bytes(&rel))
+            };
+            let children = list_dir(&dir, &rel, skip);
+            let Ok(mut q) = self.queue.lock() else { return };
+            match children {
+                Ok(children) => {
+                    for c in children.iter().filter(|c| c.kind == Kind::Dir) {
+                        q.0.push(c.rel.clone());
+                        q.1 += 1;
+                    }
+                    if let Ok(mut l) = self.listed.lock() {
+                        l.insert(rel, children);
+                    }
+                }
+                Err(e) => {
+                    // Stop everyone: drop the queue, keep the first error.
+                    q.1 -= q.0.len();
+                    q.0.clear();
+                    if let Ok(mut f) = self.failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                }
+            }
+            q.1 -= 1;
+            self.more.notify_all();
+        }
+    }
+}
+
+/// Depth-first, sorted: a directory's children right after it.
+fn stitch(rel: &[u8], listed: &mut HashMap<Vec<u8>, Vec<Entry>>, out: &mut Vec<Entry>) {
+    for child in listed.remove(rel).unwrap_or_default() {
+        let is_dir = child.kind == Kind::Dir;
+        let r = child.rel.clone();
+        out.push(child);
+        if is_dir {
+            stitch(&r, listed, out);
+        }
+    }
+}
+
+/// The children of one directory, sorted by name.
+fn list_dir(dir: &Path, rel: &[u8], skip: &GlobSet) -> Result<Vec<Entry>> {
+    // Kept open while we stat: `DirEntry::metadata` is an `fstatat` relative to the listed
+    // directory, which saves resolving every path from the root.
+    let mut listed: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    listed.sort_by_cached_key(|d| d.file_name());
+    let mut out = Vec::with_capacity(listed.len());
+    for d in listed {
+        let name = d.file_name();
+        let mut child_rel = rel.to_vec();
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        child_rel.extend_from_slice(name.as_bytes());
+        if skip.is_match(Path::new(std::ffi::OsStr::from_bytes(&child_rel))) {
+            continue;
+        }
+        let meta = match d.metadata() {
+            Ok(m) => m,
+            // Deleted between the listing and the stat: it is simply not in this snapshot.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", d.path().display())),
+        };
+        let ft = meta.file_type();
+        let (kind, target) = if ft.is_dir() {
+            (Kind::Dir, Vec::new())
+        } else if ft.is_symlink() {
+            let t = match fs::read_link(d.path()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot read the symlink {}", d.path().display()))
+                }
+            };
+            (Kind::Symlink, t.as_os_str().as_bytes().to_vec())
+        } else if ft.is_file() {
+            (Kind::File, Vec::new())
+        } else {
+            // Sockets, FIFOs, devices: nothing a restore could or should recreate.
+            tracing::debug!(
+                "backup: skipping {} (not a file, dir or symlink)",
+                d.path().display()
+            );
+            continue;
+        };
+        out.push(Entry {
+            rel: child_rel,
+            kind,
+            mode: meta.mode() & 0o7777,
+            stat: StatId::of(&meta),
+            target,
+            wal: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The classifying half of `walk`: find the SQLite databases (by header; a file whose stat
+/// matches `prev` keeps its kind), leave out their `-wal`/`-shm`/`-journal`, and note the stat
+/// of each one's WAL (a commit may change only the WAL).
+pub fn classify(root: &Path, tree: &mut Tree, prev: Option<&HashMap<&[u8], &Entry>>) {
+    for e in tree.entries.iter_mut().filter(|e| e.kind == Kind::File) {
+        let known = prev
+            .and_then(|p| p.get(e.rel.as_slice()))
+            .filter(|p| p.stat == e.stat && matches!(p.kind, Kind::File | Kind::Sqlite))
+            .map(|p| p.kind);
+        e.kind = match known {
+            Some(k) => k,
+            None if is_sqlite(&e.path_in(root)) => Kind::Sqlite,
+            None => Kind::File,
+        };
+    }
+    let entries = &mut tree.entries;
     let dbs: HashSet<Vec<u8>> = entries
         .iter()
         .filter(|e| e.kind == Kind::Sqlite)
         .map(|e| e.rel.clone())
         .collect();
+    if dbs.is_empty() {
+        return;
+    }
     let mut wal_stats: HashMap<Vec<u8>, StatId> = HashMap::new();
     entries.retain(|e| {
         for suffix in state::SQLITE_SIDE_SUFFIXES {
@@ -173,90 +354,6 @@ pub fn walk(root: &Path, skip: &GlobSet, prev: Option<&HashMap<&[u8], &Entry>>) 
     for e in entries.iter_mut().filter(|e| e.kind == Kind::Sqlite) {
         e.wal = wal_stats.get(&e.rel).copied();
     }
-    Ok(Tree {
-        entries,
-        scan_start_ns,
-    })
-}
-
-fn walk_dir(
-    dir: &Path,
-    rel: &[u8],
-    skip: &GlobSet,
-    prev: Option<&HashMap<&[u8], &Entry>>,
-    out: &mut Vec<Entry>,
-) -> Result<()> {
-    // Kept open while we stat: `DirEntry::metadata` is an `fstatat` relative to the listed
-    // directory, which saves resolving every path from the root.
-    let mut listed: Vec<fs::DirEntry> = fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    listed.sort_by_cached_key(|d| d.file_name());
-    for d in listed {
-        let name = d.file_name();
-        let mut child_rel = rel.to_vec();
-        if !child_rel.is_empty() {
-            child_rel.push(b'/');
-        }
-        child_rel.extend_from_slice(name.as_bytes());
-        if skip.is_match(Path::new(std::ffi::OsStr::from_bytes(&child_rel))) {
-            continue;
-        }
-        let path = dir.join(&name);
-        let meta = match d.metadata() {
-            Ok(m) => m,
-            // Deleted between the listing and the stat: it is simply not in this snapshot.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
-        };
-        let ft = meta.file_type();
-        let stat = StatId::of(&meta);
-        let mode = meta.mode() & 0o7777;
-        let (kind, target) = if ft.is_dir() {
-            (Kind::Dir, Vec::new())
-        } else if ft.is_symlink() {
-            let t = match fs::read_link(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot read the symlink {}", path.display()))
-                }
-            };
-            (Kind::Symlink, t.as_os_str().as_bytes().to_vec())
-        } else if ft.is_file() {
-            let known = prev
-                .and_then(|p| p.get(child_rel.as_slice()))
-                .filter(|p| p.stat == stat && matches!(p.kind, Kind::File | Kind::Sqlite))
-                .map(|p| p.kind);
-            let kind = match known {
-                Some(k) => k,
-                None if is_sqlite(&path) => Kind::Sqlite,
-                None => Kind::File,
-            };
-            (kind, Vec::new())
-        } else {
-            // Sockets, FIFOs, devices: nothing a restore could or should recreate.
-            tracing::debug!(
-                "backup: skipping {} (not a file, dir or symlink)",
-                path.display()
-            );
-            continue;
-        };
-        out.push(Entry {
-            rel: child_rel.clone(),
-            kind,
-            mode,
-            stat,
-            target,
-            wal: None,
-        });
-        if kind == Kind::Dir {
-            walk_dir(&path, &child_rel, skip, prev, out)?;
-        }
-    }
-    Ok(())
 }
 
 /// True when the file starts with the SQLite 3 header.
