@@ -26,7 +26,7 @@ const OVERHEAD: usize = HEADER_LEN + 8;
 /// Store a member whose samples shrink by less than this percentage.
 const STORE_BELOW: usize = 10;
 /// Sample size for the store-or-compress decision.
-const SAMPLE: usize = 8 << 10;
+const SAMPLE: usize = 4 << 10;
 /// Largest member we produce or accept on the fast path (uncompressed). Bigger members (or
 /// foreign archives) go through the streaming decoder.
 pub const MAX_MEMBER: usize = 8 << 20;
@@ -35,6 +35,8 @@ pub const MAX_MEMBER: usize = 8 << 20;
 /// `gzip -6` in size at several times the speed).
 pub struct Packer {
     fast: Compressor,
+    /// Deflate output, sized once for the largest member (so it is never zeroed again).
+    scratch: Vec<u8>,
 }
 
 impl Default for Packer {
@@ -43,6 +45,7 @@ impl Default for Packer {
         let level = CompressionLvl::new(1).unwrap_or_default();
         Packer {
             fast: Compressor::new(level),
+            scratch: Vec::new(),
         }
     }
 }
@@ -54,14 +57,13 @@ impl Packer {
         out.extend_from_slice(&HEADER);
         if self.worth_compressing(data) {
             let bound = self.fast.deflate_compress_bound(data.len());
-            out.resize(HEADER_LEN + bound, 0);
-            match self.fast.deflate_compress(data, &mut out[HEADER_LEN..]) {
-                Ok(n) if n < data.len() => out.truncate(HEADER_LEN + n),
+            if self.scratch.len() < bound {
+                self.scratch.resize(bound, 0);
+            }
+            match self.fast.deflate_compress(data, &mut self.scratch) {
+                Ok(n) if n < data.len() => out.extend_from_slice(&self.scratch[..n]),
                 // Didn't shrink after all (or no room): store.
-                _ => {
-                    out.truncate(HEADER_LEN);
-                    stored(data, &mut out);
-                }
+                _ => stored(data, &mut out),
             }
         } else {
             stored(data, &mut out);

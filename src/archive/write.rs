@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ const IN_FLIGHT: usize = 4;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 /// Spare member buffers kept for reuse (see `Pool`).
-const POOL_MAX: usize = 2 * IN_FLIGHT + 4;
+const POOL_MAX: usize = IN_FLIGHT + 4;
 /// The writer asks the kernel to start writing back every this many bytes, so the store's
 /// final fsync waits for the tail only.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -167,15 +167,6 @@ impl Cache {
         })
     }
 
-    /// Member `i`'s compressed bytes, into `buf` (emptied first).
-    fn read(&self, i: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
-        let m = &self.members[i];
-        buf.clear();
-        buf.resize(m.clen as usize, 0);
-        self.file.read_exact_at(&mut buf, m.coff)?;
-        Ok(buf)
-    }
-
     /// The cached member with these uncompressed bytes, if any.
     fn by_content(&self, ukey: &str, ulen: u64) -> Option<usize> {
         self.by_ukey
@@ -222,8 +213,24 @@ pub struct Written {
 enum Work {
     /// Uncompressed bytes: hash, then take from the cache or compress.
     Raw(Vec<u8>),
-    /// A member copied from the cache by its stat key, with its content key.
-    Ready(Vec<u8>, String),
+    /// Cached member `i`, found by its stat key.
+    Cached(usize),
+}
+
+/// A finished member's bytes: in memory, or a range of the cache archive (copied by the
+/// kernel into the new archive, never through a member buffer).
+enum Member {
+    Bytes(Vec<u8>),
+    Cached { coff: u64, clen: u64 },
+}
+
+impl Member {
+    fn len(&self) -> u64 {
+        match self {
+            Member::Bytes(b) => b.len() as u64,
+            Member::Cached { clen, .. } => *clen,
+        }
+    }
 }
 
 struct Meta {
@@ -233,7 +240,7 @@ struct Meta {
 }
 
 /// A finished member on its way to the writer: sequence number, bytes, content key.
-type Done = (u64, Vec<u8>, String);
+type Done = (u64, Member, String);
 
 /// Write `src` to `out` (created or truncated). Memory stays bounded by `IN_FLIGHT` members.
 pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written> {
@@ -241,7 +248,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
     let (job_tx, job_rx) = sync_channel::<(u64, Work)>(2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<Done>(IN_FLIGHT);
-    let (hash_tx, hash_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let (hash_tx, hash_rx) = sync_channel::<Member>(IN_FLIGHT);
     let (tok_tx, tok_rx) = sync_channel::<()>(IN_FLIGHT);
     let pool = Pool::default();
     let pool = &pool;
@@ -261,22 +268,38 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
                     };
                     let Ok((seq, work)) = job else { return };
                     let done = match work {
-                        Work::Ready(b, ukey) => (seq, b, ukey),
+                        Work::Cached(i) => {
+                            // Only made with a cache; without one the writer reports the gap.
+                            let Some(m) = cache.map(|c| &c.members[i]) else {
+                                return;
+                            };
+                            let at = Member::Cached {
+                                coff: m.coff,
+                                clen: m.clen,
+                            };
+                            (seq, at, m.ukey.clone())
+                        }
                         Work::Raw(b) => {
                             let ukey = blake3::hash(&b).to_hex().to_string();
                             let hit = cache.and_then(|c| {
                                 let i = c.by_content(&ukey, b.len() as u64)?;
-                                c.read(i, pool.get(0)).ok()
+                                let m = &c.members[i];
+                                Some(Member::Cached {
+                                    coff: m.coff,
+                                    clen: m.clen,
+                                })
                             });
-                            let bytes = match hit {
-                                Some(bytes) => {
+                            let member = match hit {
+                                Some(at) => {
                                     reused_by_content.fetch_add(1, Ordering::Relaxed);
-                                    bytes
+                                    at
                                 }
-                                None => packer.member(&b, pool.get(b.len() / 2 + 64)),
+                                None => {
+                                    Member::Bytes(packer.member(&b, pool.get(b.len() / 2 + 64)))
+                                }
                             };
                             pool.put(b);
-                            (seq, bytes, ukey)
+                            (seq, member, ukey)
                         }
                     };
                     if tx.send(done).is_err() {
@@ -286,8 +309,8 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             });
         }
         drop(done_tx);
-        let hasher = s.spawn(move || hash_members(hash_rx, tok_rx, pool));
-        let writer = s.spawn(move || write_members(file, done_rx, hash_tx));
+        let hasher = s.spawn(move || hash_members(hash_rx, tok_rx, pool, cache));
+        let writer = s.spawn(move || write_members(file, done_rx, hash_tx, cache));
 
         let mut p = Producer {
             src,
@@ -320,9 +343,11 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
         let sha256 = hasher
             .join()
             .map_err(|_| anyhow!("the archive hasher thread panicked"))?;
+        let sha256 = sha256.ok_or_else(|| anyhow!("cannot read the member cache"));
         // A writer error explains a producer error (closed channel), so report it first.
         let (size, placed) = written.with_context(|| format!("cannot write {}", out.display()))?;
         produced?;
+        let sha256 = sha256?;
         if placed.len() != metas.len() {
             return Err(anyhow!(
                 "archive writer lost members ({} of {})",
@@ -363,27 +388,37 @@ type WriterResult = io::Result<(u64, Vec<(u64, u64, String)>)>;
 
 /// The writer thread: members back in order, into the file, then on to the hasher.
 fn write_members(
-    mut file: File,
+    file: File,
     done: Receiver<Done>,
-    hasher: SyncSender<Vec<u8>>,
+    hasher: SyncSender<Member>,
+    cache: Option<&Cache>,
 ) -> WriterResult {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut pos = 0u64;
     let mut synced = 0u64;
     let mut placed = Vec::new();
-    for (seq, bytes, ukey) in done {
-        pending.insert(seq, (bytes, ukey));
-        while let Some((b, ukey)) = pending.remove(&next) {
-            file.write_all(&b)?;
-            placed.push((pos, b.len() as u64, ukey));
-            pos += b.len() as u64;
+    for (seq, member, ukey) in done {
+        pending.insert(seq, (member, ukey));
+        while let Some((m, ukey)) = pending.remove(&next) {
+            match &m {
+                Member::Bytes(b) => file.write_all_at(b, pos)?,
+                Member::Cached { coff, clen } => {
+                    let from = &cache
+                        .ok_or_else(|| io::Error::other("cached member without a cache"))?
+                        .file;
+                    copy_range(from, *coff, &file, pos, *clen)?;
+                }
+            }
+            let len = m.len();
+            placed.push((pos, len, ukey));
+            pos += len;
             next += 1;
             if pos - synced >= WRITEBACK_EVERY {
                 start_writeback(&file, synced, pos - synced);
                 synced = pos;
             }
-            if hasher.send(b).is_err() {
+            if hasher.send(m).is_err() {
                 return Err(io::Error::other("the archive hasher stopped"));
             }
         }
@@ -394,6 +429,38 @@ fn write_members(
         ));
     }
     Ok((pos, placed))
+}
+
+/// `len` bytes from `from` at `src` to `to` at `dst`: in the kernel (`copy_file_range`, no
+/// copy through user space; a reflink on filesystems that can), else read + write.
+fn copy_range(from: &File, mut src: u64, to: &File, mut dst: u64, len: u64) -> io::Result<()> {
+    let mut left = len;
+    while left > 0 {
+        let (mut s, mut d) = (src as libc::loff_t, dst as libc::loff_t);
+        // SAFETY: plain syscall on open fds; the offsets are ours.
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut s,
+                to.as_raw_fd(),
+                &mut d,
+                left as usize,
+                0,
+            )
+        };
+        if n <= 0 {
+            break; // Unsupported here (or a short file): fall back below.
+        }
+        src += n as u64;
+        dst += n as u64;
+        left -= n as u64;
+    }
+    if left > 0 {
+        let mut buf = vec![0u8; left as usize];
+        from.read_exact_at(&mut buf, src)?;
+        to.write_all_at(&buf, dst)?;
+    }
+    Ok(())
 }
 
 /// Ask the kernel to start writing a range back now (asynchronously): by the time the store
@@ -412,15 +479,36 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 /// The hasher thread: SHA-256 of the archive in order, then each buffer back to the pool and
-/// one token back to the producer (which bounds the members in flight).
-fn hash_members(members: Receiver<Vec<u8>>, tokens: Receiver<()>, pool: &Pool) -> String {
+/// one token back to the producer (which bounds the members in flight). A cached member is
+/// read into one reused buffer. Returns None when a cached member could not be read (the
+/// writer reports that error too).
+fn hash_members(
+    members: Receiver<Member>,
+    tokens: Receiver<()>,
+    pool: &Pool,
+    cache: Option<&Cache>,
+) -> Option<String> {
     let mut sha = Sha256::new();
-    for b in members {
-        sha.update(&b);
-        pool.put(b);
+    let mut buf = Vec::new();
+    let mut ok = true;
+    for m in members {
+        match m {
+            Member::Bytes(b) => {
+                sha.update(&b);
+                pool.put(b);
+            }
+            Member::Cached { coff, clen } => {
+                let clen = clen as usize;
+                if buf.len() < clen {
+                    buf.resize(clen, 0);
+                }
+                ok &= cache.is_some_and(|c| c.file.read_exact_at(&mut buf[..clen], coff).is_ok());
+                sha.update(&buf[..clen]);
+            }
+        }
         let _ = tokens.recv();
     }
-    hex::encode(sha.finalize())
+    ok.then(|| hex::encode(sha.finalize()))
 }
 
 struct Producer<'a, 'b> {
@@ -707,9 +795,6 @@ impl Producer<'_, '_> {
 
     fn emit_cached(&mut self, i: usize) -> Result<()> {
         let c = self.cache.ok_or_else(|| anyhow!("internal: no cache"))?;
-        let bytes = c
-            .read(i, self.pool.get(0))
-            .context("cannot read the member cache")?;
         let m = &c.members[i];
         self.stats.reused_members += 1;
         self.send(
@@ -718,7 +803,7 @@ impl Producer<'_, '_> {
                 ulen: m.ulen,
                 last: m.last,
             },
-            Work::Ready(bytes, m.ukey.clone()),
+            Work::Cached(i),
         )
     }
 
