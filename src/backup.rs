@@ -249,8 +249,15 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
             let done = match copies.remove(&rel) {
                 Some(path) => Ok(path),
                 None => {
+                    let t = Instant::now();
                     let dst = scratch_dir.join(format!("db-copy-{i}.sqlite"));
-                    snapshot::copy_sqlite(&src, &dst).map(|()| dst)
+                    let r = snapshot::copy_sqlite(&src, &dst).map(|()| dst);
+                    tracing::debug!(
+                        "backup: copied {} in {} ms",
+                        src.display(),
+                        t.elapsed().as_millis()
+                    );
+                    r
                 }
             };
             let _ = ready_tx.send((
@@ -265,7 +272,16 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         }
         drop(ready_tx);
         made.into_iter()
-            .map(|(rel, p)| Ok((rel, snapshot::logical_hash(&p)?)))
+            .map(|(rel, p)| {
+                let t = Instant::now();
+                let h = snapshot::logical_hash(&p)?;
+                tracing::debug!(
+                    "backup: hashed {} in {} ms",
+                    p.display(),
+                    t.elapsed().as_millis()
+                );
+                Ok((rel, h))
+            })
             .chain(hashes.into_iter().map(Ok))
             .collect()
     });
@@ -275,8 +291,13 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
             .lock()
             .map_err(|_| anyhow::anyhow!("database copier state poisoned"))?;
         let (rx, got) = &mut *guard;
+        let t = Instant::now();
         loop {
             if let Some(p) = got.get(rel) {
+                tracing::debug!(
+                    "backup: the archive waited {} ms for a database copy",
+                    t.elapsed().as_millis()
+                );
                 return Ok(p.clone());
             }
             match rx.recv() {
@@ -304,7 +325,9 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         racy_since_ns,
         hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
     };
+    let t = Instant::now();
     let written = awrite::write(&src, cache.as_ref(), &out);
+    tracing::debug!("backup: archive written in {} ms", t.elapsed().as_millis());
     let hashes = copier
         .join()
         .map_err(|_| anyhow::anyhow!("database copying panicked"))?;

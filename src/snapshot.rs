@@ -381,8 +381,11 @@ pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
         .with_context(ctx)?;
     let _ = fs::remove_file(dst);
     let mut to = Connection::open(dst).with_context(ctx)?;
-    // A scratch copy: the archive made from it is what gets synced, not the copy.
-    to.execute_batch("PRAGMA synchronous = OFF")
+    // A scratch copy: the archive made from it is what gets synced, not the copy. Pages only
+    // pass through: a small cache keeps the backup's memory flat.
+    to.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -256")
+        .with_context(ctx)?;
+    from.execute_batch("PRAGMA cache_size = -256")
         .with_context(ctx)?;
     {
         use rusqlite::backup::StepResult;

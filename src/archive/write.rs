@@ -111,7 +111,7 @@ pub struct MemberRec {
     /// Stat key (see module doc); absent for members holding a database copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skey: Option<String>,
-    /// BLAKE3 of the uncompressed bytes.
+    /// BLAKE3 of the uncompressed bytes (empty when not computed, see `Producer::emit_raw`).
     pub ukey: String,
     pub ulen: u64,
     /// Offset and length of the compressed member in the archive.
@@ -157,7 +157,9 @@ impl Cache {
             if let Some(s) = &m.skey {
                 by_skey.insert(s.clone(), i);
             }
-            by_ukey.entry(m.ukey.clone()).or_insert(i);
+            if !m.ukey.is_empty() {
+                by_ukey.entry(m.ukey.clone()).or_insert(i);
+            }
         }
         Some(Cache {
             file,
@@ -211,8 +213,9 @@ pub struct Written {
 }
 
 enum Work {
-    /// Uncompressed bytes: hash, then take from the cache or compress.
-    Raw(Vec<u8>),
+    /// Uncompressed bytes: hash, then take from the cache or compress. `false`: don't hash
+    /// (see `emit_raw`).
+    Raw(Vec<u8>, bool),
     /// Cached member `i`, found by its stat key.
     Cached(usize),
 }
@@ -279,8 +282,12 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
                             };
                             (seq, at, m.ukey.clone())
                         }
-                        Work::Raw(b) => {
-                            let ukey = blake3::hash(&b).to_hex().to_string();
+                        Work::Raw(b, keyed) => {
+                            let ukey = if keyed {
+                                blake3::hash(&b).to_hex().to_string()
+                            } else {
+                                String::new()
+                            };
                             let hit = cache.and_then(|c| {
                                 let i = c.by_content(&ukey, b.len() as u64)?;
                                 let m = &c.members[i];
@@ -808,9 +815,14 @@ impl Producer<'_, '_> {
     }
 
     /// Uncompressed member bytes: a worker hashes them and reuses or compresses.
+    /// Content keys let a later backup reuse a member whose files were rewritten unchanged,
+    /// and databases' chunks (which have no stat key) at all. Without any cache (a first
+    /// backup) a stat-keyed member goes without: the next backup reuses it by stat, and hashes
+    /// what it can't.
     fn emit_raw(&mut self, skey: Option<String>, last: bool, buf: Vec<u8>) -> Result<()> {
         let ulen = buf.len() as u64;
-        self.send(Meta { skey, ulen, last }, Work::Raw(buf))
+        let keyed = self.cache.is_some() || skey.is_none();
+        self.send(Meta { skey, ulen, last }, Work::Raw(buf, keyed))
     }
 
     fn send(&mut self, meta: Meta, work: Work) -> Result<()> {
