@@ -147,3 +147,69 @@ impl Read for Chunks {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc::sync_channel;
+
+    /// Decode `bytes` as a file; the decoded bytes and the member records.
+    fn run(bytes: &[u8]) -> (io::Result<Vec<u8>>, Option<Vec<Member>>) {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        let (tx, rx) = sync_channel(2);
+        let (back_tx, back_rx) = sync_channel(2);
+        std::thread::scope(|s| {
+            let d = s.spawn(move || decode(f, tx, back_rx));
+            let mut out = Vec::new();
+            let r = Chunks::new(rx, back_tx).read_to_end(&mut out).map(|_| out);
+            (r, d.join().unwrap())
+        })
+    }
+
+    fn foreign(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn ours_foreign_and_mixed_archives_decode_alike() {
+        let mut p = gz::Packer::default();
+        let (a, b) = (b"first member ".repeat(5000), b"second".repeat(100));
+        let mut ours = p.member(&a, Vec::new());
+        ours.extend(p.member(&b, Vec::new()));
+        let whole = [a.clone(), b.clone()].concat();
+
+        let (got, members) = run(&ours);
+        assert_eq!(got.unwrap(), whole);
+        let members = members.expect("all members are ours");
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[1].2, b.len() as u64);
+        assert_eq!(members[0].3, blake3::hash(&a).to_hex().to_string());
+
+        // A seed's single stream, and ours followed by a foreign member: same bytes, no records.
+        let (got, members) = run(&foreign(&whole));
+        assert_eq!((got.unwrap(), members.is_none()), (whole.clone(), true));
+        let mut mixed = p.member(&a, Vec::new());
+        mixed.extend(foreign(&b));
+        let (got, members) = run(&mixed);
+        assert_eq!((got.unwrap(), members.is_none()), (whole, true));
+    }
+
+    #[test]
+    fn damaged_members_fail_the_read() {
+        let mut p = gz::Packer::default();
+        let data = b"some state ".repeat(10_000);
+        let good = p.member(&data, Vec::new());
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x40;
+        assert!(run(&flipped).0.is_err(), "bit flip");
+        assert!(run(&good[..good.len() - 10]).0.is_err(), "truncated");
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(b"garbage after the last member");
+        assert!(run(&trailing).0.is_err(), "trailing garbage");
+    }
+}
