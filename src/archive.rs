@@ -4,6 +4,10 @@
 //!   boundaries (runs of small files ended at path-hash anchors; content-defined chunks inside
 //!   big files), compressed on every core, members of unchanged regions reused from the last
 //!   archive. Plain gzip readers (`tar xzf`, Python `tarfile`) see one ordinary tar.gz.
+//! - `gz`: our gzip members (libdeflate; the member's length in the header; poorly
+//!   compressible data stored).
+//! - `decode`: inflate an archive on its own thread (whole members for ours, streaming for
+//!   anything else).
 //! - `extract`: read any tar.gz (ours or a seed made with `tar czf`), refusing every entry that
 //!   could write outside the staging dir.
 

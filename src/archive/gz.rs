@@ -151,16 +151,11 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// Deterministic incompressible bytes (BLAKE3's extendable output).
     fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut v = vec![0u8; n];
+        blake3::Hasher::new().finalize_xof().fill(&mut v);
+        v
     }
 
     #[test]
