@@ -635,20 +635,31 @@ mod tests {
         false
     }
 
-    /// A supervisor without signal collection, reaping by polling until it is dropped (there
-    /// must be one reaper at a time). Inside a runtime.
+    /// The supervisor whose reaper the test reaping thread serves.
+    static CURRENT: Mutex<Option<std::sync::Weak<Shared>>> = Mutex::new(None);
+
+    /// A supervisor without signal collection, reaped by polling. There must be one reaper at
+    /// a time: a second `waitpid(-1)` loop (say, a previous test supervisor's, still in its
+    /// last round) would take this one's child and route its status nowhere. So one thread
+    /// per process polls, for whichever supervisor is current, and reaps under the lock that
+    /// switches it.
     fn test_supervisor() -> Supervisor {
+        static POLLER: std::sync::Once = std::sync::Once::new();
         let sup = Supervisor {
             shared: Arc::new(Shared::new()),
             mask: SigSet::empty(),
         };
-        let shared = Arc::downgrade(&sup.shared);
-        tokio::spawn(async move {
-            while let Some(shared) = shared.upgrade() {
-                shared.reaper.reap();
-                drop(shared);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        *CURRENT.lock().unwrap() = Some(Arc::downgrade(&sup.shared));
+        POLLER.call_once(|| {
+            std::thread::spawn(|| loop {
+                {
+                    let current = CURRENT.lock().unwrap();
+                    if let Some(shared) = current.as_ref().and_then(std::sync::Weak::upgrade) {
+                        shared.reaper.reap();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            });
         });
         sup
     }
