@@ -316,7 +316,7 @@ pub fn classify(root: &Path, tree: &mut Tree, prev: Option<&HashMap<&[u8], &Entr
             .map(|p| p.kind);
         e.kind = match known {
             Some(k) => k,
-            None if is_sqlite(&e.path_in(root)) => Kind::Sqlite,
+            None if could_be_sqlite(e.stat.size) && is_sqlite(&e.path_in(root)) => Kind::Sqlite,
             None => Kind::File,
         };
     }
@@ -354,6 +354,12 @@ pub fn classify(root: &Path, tree: &mut Tree, prev: Option<&HashMap<&[u8], &Entr
     for e in entries.iter_mut().filter(|e| e.kind == Kind::Sqlite) {
         e.wal = wal_stats.get(&e.rel).copied();
     }
+}
+
+/// A database file is a whole number of pages, and pages are powers of two from 512 bytes:
+/// any other size is not worth opening the file for (most text files, at 511 in 512).
+fn could_be_sqlite(size: u64) -> bool {
+    size >= 512 && size % 512 == 0
 }
 
 /// True when the file starts with the SQLite 3 header.
