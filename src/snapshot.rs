@@ -402,9 +402,10 @@ pub fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
         loop {
             match backup.step(-1).with_context(ctx)? {
                 StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked
+                r @ (StepResult::More | StepResult::Busy | StepResult::Locked)
                     if std::time::Instant::now() < deadline =>
                 {
+                    tracing::debug!("backup: {} is busy ({r:?}); retrying", src.display());
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 other => anyhow::bail!("{}: the database stayed busy ({other:?})", ctx()),
