@@ -270,45 +270,13 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
                         Err(_) => return,
                     };
                     let Ok((seq, work)) = job else { return };
-                    let done = match work {
-                        Work::Cached(i) => {
-                            // Only made with a cache; without one the writer reports the gap.
-                            let Some(m) = cache.map(|c| &c.members[i]) else {
-                                return;
-                            };
-                            let at = Member::Cached {
-                                coff: m.coff,
-                                clen: m.clen,
-                            };
-                            (seq, at, m.ukey.clone())
-                        }
-                        Work::Raw(b, keyed) => {
-                            let ukey = if keyed {
-                                blake3::hash(&b).to_hex().to_string()
-                            } else {
-                                String::new()
-                            };
-                            let hit = cache.and_then(|c| {
-                                let i = c.by_content(&ukey, b.len() as u64)?;
-                                let m = &c.members[i];
-                                Some(Member::Cached {
-                                    coff: m.coff,
-                                    clen: m.clen,
-                                })
-                            });
-                            let member = match hit {
-                                Some(at) => {
-                                    reused_by_content.fetch_add(1, Ordering::Relaxed);
-                                    at
-                                }
-                                None => {
-                                    Member::Bytes(packer.member(&b, pool.get(b.len() / 2 + 64)))
-                                }
-                            };
-                            pool.put(b);
-                            (seq, member, ukey)
-                        }
+                    // Only `Cached` work without a cache fails: the writer reports the gap.
+                    let Some((member, ukey)) =
+                        finish(work, cache, &mut packer, pool, reused_by_content)
+                    else {
+                        return;
                     };
+                    let done = (seq, member, ukey);
                     if tx.send(done).is_err() {
                         return;
                     }
@@ -388,6 +356,44 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             racy,
         })
     })
+}
+
+/// A worker's job: a member's bytes and content key, from the cache (by stat key, or by
+/// content when the hash matches) or freshly compressed.
+fn finish(
+    work: Work,
+    cache: Option<&Cache>,
+    packer: &mut Packer,
+    pool: &Pool,
+    reused_by_content: &AtomicU64,
+) -> Option<(Member, String)> {
+    let cached = |m: &MemberRec| Member::Cached {
+        coff: m.coff,
+        clen: m.clen,
+    };
+    match work {
+        Work::Cached(i) => {
+            let m = &cache?.members[i];
+            Some((cached(m), m.ukey.clone()))
+        }
+        Work::Raw(b, keyed) => {
+            let ukey = if keyed {
+                blake3::hash(&b).to_hex().to_string()
+            } else {
+                String::new()
+            };
+            let hit = cache.and_then(|c| Some(&c.members[c.by_content(&ukey, b.len() as u64)?]));
+            let member = match hit {
+                Some(m) => {
+                    reused_by_content.fetch_add(1, Ordering::Relaxed);
+                    cached(m)
+                }
+                None => Member::Bytes(packer.member(&b, pool.get(b.len() / 2 + 64))),
+            };
+            pool.put(b);
+            Some((member, ukey))
+        }
+    }
 }
 
 /// What the writer reports: the archive's size and each member's (offset, length, ukey).
