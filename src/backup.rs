@@ -494,7 +494,7 @@ pub(crate) fn now_rfc3339() -> String {
 }
 
 /// UTC `YYYY-MM-DD` and `HH:MM:SS` of a Unix time (Howard Hinnant's days-to-civil).
-pub(crate) fn civil(secs: i64) -> (String, String) {
+pub fn civil(secs: i64) -> (String, String) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;

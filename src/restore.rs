@@ -87,13 +87,7 @@ async fn restore_inner(job: &Job, store: &dyn Store) -> Result<Outcome> {
             sha256: head.sha256,
         });
     }
-    let fetched = store.fetch_latest(&job.meta_dir).await.with_context(|| {
-        format!(
-            "cannot download the latest backup from {}",
-            store.describe()
-        )
-    })?;
-    let Some(f) = fetched else {
+    let Some(f) = fetch(job, store).await? else {
         return Ok(Outcome::NoBackup);
     };
     let j = job.clone();
@@ -110,13 +104,7 @@ async fn restore_inner(job: &Job, store: &dyn Store) -> Result<Outcome> {
 pub async fn verify_latest(job: &Job, store: &dyn Store) -> anyhow::Result<Outcome> {
     fs::create_dir_all(&job.meta_dir)
         .with_context(|| format!("cannot create {}", job.meta_dir.display()))?;
-    let fetched = store.fetch_latest(&job.meta_dir).await.with_context(|| {
-        format!(
-            "cannot download the latest backup from {}",
-            store.describe()
-        )
-    })?;
-    let Some(f) = fetched else {
+    let Some(f) = fetch(job, store).await? else {
         return Ok(Outcome::NoBackup);
     };
     tokio::task::spawn_blocking(move || {
@@ -131,6 +119,16 @@ pub async fn verify_latest(job: &Job, store: &dyn Store) -> anyhow::Result<Outco
     })
     .await
     .context("verify task failed")?
+}
+
+/// Download the latest backup into the meta dir (None: the store holds none).
+async fn fetch(job: &Job, store: &dyn Store) -> Result<Option<Fetched>> {
+    store.fetch_latest(&job.meta_dir).await.with_context(|| {
+        format!(
+            "cannot download the latest backup from {}",
+            store.describe()
+        )
+    })
 }
 
 fn check_hash(f: &Fetched) -> Result<()> {

@@ -660,24 +660,8 @@ fn unix_now() -> u64 {
 
 /// Current time as `YYYY-MM-DDTHH:MM:SS.000Z` (what the Hub's JSON uses).
 fn now_iso() -> String {
-    let secs = unix_now();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one format.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (date, time) = openclaw_space::backup::civil(unix_now() as i64);
+    format!("{date}T{time}.000Z")
 }
 
 /// Deterministic, poorly compressible bytes for tests (xorshift from `seed`).
