@@ -326,6 +326,19 @@ fn repo_not_found() -> Response {
     )
 }
 
+/// The repo the caller may use (`access`, from `readable` or `writable`) and `rev` resolved
+/// in it; or the Hub's answer when either fails.
+fn at_rev<'s>(
+    access: Result<&'s Repo, Denied>,
+    rev: &str,
+) -> Result<(&'s Repo, String), Box<Response>> {
+    let repo = access.map_err(|d| Box::new(d.response()))?;
+    let oid = repo
+        .resolve_rev(rev)
+        .ok_or_else(|| Box::new(revision_not_found(rev)))?;
+    Ok((repo, oid))
+}
+
 fn revision_not_found(rev: &str) -> Response {
     error(
         404,

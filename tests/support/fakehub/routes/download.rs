@@ -13,12 +13,9 @@ pub(super) fn resolve(
     path: &str,
 ) -> Response {
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(oid) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, oid) = match at_rev(readable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let Some(file) = repo.commits[&oid].files.get(path) else {
         let mut r = error(

@@ -74,12 +74,9 @@ pub(super) fn delete_repo(hub: &Hub, req: &Req) -> Response {
 /// Row 2: `GET /api/{T}/{id}[/revision/{rev}]`.
 pub(super) fn info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(oid) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, oid) = match at_rev(readable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let commit = &repo.commits[&oid];
     let siblings: Vec<Value> = commit
@@ -122,12 +119,9 @@ pub(super) fn paths_info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str
         }
     };
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(oid) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, oid) = match at_rev(readable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let files = &repo.commits[&oid].files;
     let mut out = Vec::new();
@@ -174,12 +168,9 @@ pub(super) fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir:
     };
     let (recursive, expand) = (flag("recursive"), flag("expand"));
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(oid) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, oid) = match at_rev(readable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let files = &repo.commits[&oid].files;
     let prefix = if dir.is_empty() {
@@ -225,12 +216,9 @@ pub(super) fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir:
 /// `GET /api/{T}/{id}/commits/{rev}`: history from `rev`, newest first (one page).
 pub(super) fn list_commits(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
     let st = hub.state();
-    let repo = match readable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(head) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, head) = match at_rev(readable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let mut out = Vec::new();
     let mut next = Some(head);

@@ -10,12 +10,9 @@ pub(super) fn preupload(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str)
         Err(e) => return error(400, None, &format!("preupload: body is not JSON: {e}")),
     };
     let st = hub.state();
-    let repo = match writable(&st, req, rt, id) {
-        Ok(r) => r,
-        Err(d) => return d.response(),
-    };
-    let Some(head) = repo.resolve_rev(rev) else {
-        return revision_not_found(rev);
+    let (repo, head) = match at_rev(writable(&st, req, rt, id), rev) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let lfs_globs = lfs_patterns(&st, &repo.commits[&head]);
     let mut files = Vec::new();
