@@ -17,6 +17,8 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /build
 COPY Cargo.toml Cargo.lock ./
+# .cargo/config.toml: build flags of the bundled SQLite (its sqlite_dbpage table).
+COPY .cargo ./.cargo
 COPY src ./src
 # --locked: build exactly what Cargo.lock says. The cache mounts only speed up rebuilds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -5,6 +5,8 @@
 //! - `fingerprint.json`: stat-level view + logical database hashes of the last upload;
 //! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
 //!   bounded by one archive; usually a hard link to the stored copy);
+//! - `copies/`: the consistent copy of each database that went into the last archive, kept so
+//!   the next backup rewrites only the pages that changed (see `snapshot::copy_sqlite`);
 //! - `state.sha256`: the backup the local state equals (last upload or restore);
 //! - `restore-failed`: present after a failed restore; blocks non-forced uploads, so an empty
 //!   or stale local state never replaces a good backup;
@@ -60,6 +62,7 @@ pub(crate) const STATE_SHA: &str = "state.sha256";
 pub(crate) const BLOCKED: &str = "restore-failed";
 const RECORD: &str = "last-backup.json";
 const SCRATCH: &str = "scratch";
+const COPIES: &str = "copies";
 
 /// Take one backup. `force` uploads even when nothing changed and even when the last restore
 /// failed (the "no upload of an unverified empty state" latch).
@@ -172,11 +175,13 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
     let scratch = meta.join(SCRATCH);
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let copies_dir = meta.join(COPIES);
+    prune_copies(&copies_dir, &tree.entries)?;
 
     let mut copies: HashMap<Vec<u8>, PathBuf> = HashMap::new();
     let mut hashes: HashMap<Vec<u8>, String> = HashMap::new();
     let copy = |e: &Entry, copies: &mut HashMap<Vec<u8>, PathBuf>| -> Result<PathBuf> {
-        let dst = scratch.join(format!("db-{}.sqlite", copies.len()));
+        let dst = copy_path(&copies_dir, &e.rel);
         snapshot::copy_sqlite(&e.path_in(&job.state_dir), &dst)?;
         copies.insert(e.rel.clone(), dst.clone());
         Ok(dst)
@@ -242,15 +247,14 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         .map(|e| (e.rel.clone(), e.path_in(&job.state_dir)))
         .collect();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Vec<u8>, Result<PathBuf, String>)>();
-    let scratch_dir = scratch.clone();
     let copier = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, String)>> {
         let mut made = Vec::new();
-        for (i, (rel, src)) in dbs.into_iter().enumerate() {
+        for (rel, src) in dbs {
             let done = match copies.remove(&rel) {
                 Some(path) => Ok(path),
                 None => {
                     let t = Instant::now();
-                    let dst = scratch_dir.join(format!("db-copy-{i}.sqlite"));
+                    let dst = copy_path(&copies_dir, &rel);
                     let r = snapshot::copy_sqlite(&src, &dst).map(|()| dst);
                     tracing::debug!(
                         "backup: copied {} in {} ms",
@@ -362,6 +366,35 @@ fn prepare(job: &Job, force: bool) -> Result<Prepared> {
         stats: written.stats,
         fingerprint,
     })))
+}
+
+/// Where the copy of the database at `rel` is kept: a name derived from the path (paths may be
+/// long or not UTF-8).
+fn copy_path(dir: &Path, rel: &[u8]) -> PathBuf {
+    let h = blake3::hash(rel).to_hex();
+    dir.join(format!("{}.sqlite", &h[..24]))
+}
+
+/// Create the copies dir and delete copies of databases that are gone.
+fn prune_copies(dir: &Path, entries: &[Entry]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keep: std::collections::HashSet<PathBuf> = entries
+        .iter()
+        .filter(|e| e.kind == Kind::Sqlite)
+        .map(|e| copy_path(dir, &e.rel))
+        .collect();
+    for f in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let p = f?.path();
+        let db = p.to_string_lossy();
+        let base = crate::openclaw::state::SQLITE_SIDE_SUFFIXES
+            .iter()
+            .find_map(|s| db.strip_suffix(s))
+            .map_or_else(|| p.clone(), PathBuf::from);
+        if !keep.contains(&base) {
+            let _ = fs::remove_file(&p);
+        }
+    }
+    Ok(())
 }
 
 /// After a successful upload: the archive becomes the member cache, the fingerprint and the
