@@ -3,7 +3,7 @@
 //! - `walk` lists the tree in sorted (byte) order with stable metadata, leaving out OpenClaw's
 //!   volatile paths, the user's globs and the `-wal`/`-shm`/`-journal` of SQLite databases.
 //! - SQLite databases (recognised by their 16-byte header, not by name) are never archived raw:
-//!   `copy_sqlite` takes a consistent copy through the online backup API.
+//!   `copy_sqlite` keeps a consistent copy of each, refreshed page by page in one transaction.
 //! - `Fingerprint` is what the last upload contained, at stat level (path, size, mtime, ctime,
 //!   inode, mode), plus a logical hash of each database that ignores the gateway's lease rows.
 
@@ -32,7 +32,7 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
-    /// A SQLite database: archived as a backup-API copy, never byte-for-byte.
+    /// A SQLite database: archived as a consistent copy (`copy_sqlite`), never byte-for-byte.
     Sqlite,
 }
 

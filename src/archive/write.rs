@@ -183,7 +183,7 @@ pub struct Source<'a> {
     /// The state dir (archived as `.openclaw/`).
     pub root: &'a Path,
     pub entries: &'a [Entry],
-    /// The backup-API copy of a database, by entry path (may wait for it to be made).
+    /// The consistent copy of a database, by entry path (may wait for it to be made).
     pub sqlite_copy: &'a (dyn Fn(&[u8]) -> Result<PathBuf> + Sync),
     /// Files changed at or after this time (ns) can't be trusted by stat (racily clean).
     pub racy_since_ns: i64,

@@ -25,7 +25,7 @@ pub const VOLATILE: &[&str] = &[
 /// with a plain `tar czf .openclaw` carry caches and absolute plugin symlinks; all regenerable).
 pub const SKIP_ON_RESTORE: &[&str] = &["cache", "tmp", "plugin-skills"];
 
-/// Suffixes of SQLite's side files. Those of a database we snapshot through the backup API
+/// Suffixes of SQLite's side files. Those of a database we snapshot (one read transaction)
 /// are never archived (the copy already holds the committed WAL content).
 pub const SQLITE_SIDE_SUFFIXES: &[&str] = &["-wal", "-shm", "-journal"];
 
