@@ -296,6 +296,55 @@ fn round_trip_is_faithful_and_deterministic() {
 }
 
 #[test]
+fn successive_backups_recycle_the_oldest_version_file_intact() {
+    let t = Env::new();
+    let a = t.data("a");
+    let state = a.join(".openclaw");
+    drop(make_state(&state));
+    write(&state.join("big.bin"), noise(3 << 20, 7));
+    let v1 = t.ok(&a, &["backup"]);
+    fs::remove_file(state.join("big.bin")).unwrap();
+    let v2 = t.ok(&a, &["backup"]);
+    // The third archive is written over the first one's file (longer, and not open anywhere):
+    // it must come out exactly as a fresh write would.
+    write(&state.join("notes/new.md"), "a third version\n");
+    let v3 = t.ok(&a, &["backup"]);
+    let sizes: Vec<u64> = [&v1, &v2, &v3]
+        .iter()
+        .map(|v| v["size"].as_u64().unwrap())
+        .collect();
+    assert!(sizes[0] > sizes[2] + (1 << 20), "{sizes:?}");
+    let stored = t.store.join("latest_backup.tar.gz");
+    assert_eq!(fs::metadata(&stored).unwrap().len(), sizes[2]);
+    assert_eq!(
+        hex::encode(Sha256::digest(fs::read(&stored).unwrap())),
+        v3["sha256"].as_str().unwrap()
+    );
+    assert_eq!(result(&t.ok(&a, &["verify"])), "verified");
+    let versions = fs::read_dir(t.store.join(".versions")).unwrap().count();
+    assert_eq!(versions, 2, "the current version and the one before it");
+    // Same bytes as a first backup of the same tree into an empty store.
+    let fresh = Env::new();
+    let c = fresh.data("c");
+    // `cp -a`: other inodes and ctimes, same content, modes and mtimes.
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&state)
+        .arg(c.join(".openclaw"))
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    assert_eq!(
+        fresh.ok(&c, &["backup"])["sha256"],
+        v3["sha256"],
+        "recycling must not change the archive"
+    );
+    let b = t.data("b");
+    assert_eq!(result(&t.ok(&b, &["restore"])), "restored");
+    assert!(b.join(".openclaw/notes/new.md").exists() && !b.join(".openclaw/big.bin").exists());
+}
+
+#[test]
 fn change_detection_ignores_the_lease_heartbeat() {
     let t = Env::new();
     let a = t.data("a");

@@ -245,9 +245,16 @@ struct Meta {
 /// A finished member on its way to the writer: sequence number, bytes, content key.
 type Done = (u64, Member, String);
 
-/// Write `src` to `out` (created or truncated). Memory stays bounded by `IN_FLIGHT` members.
+/// Write `src` to `out`. An existing file is overwritten in place and cut to size at the end
+/// (rewriting pages costs the kernel less than allocating new ones). Memory stays bounded by
+/// `IN_FLIGHT` members.
 pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written> {
-    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
     let (job_tx, job_rx) = sync_channel::<(u64, Work)>(2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<Done>(IN_FLIGHT);
@@ -441,6 +448,8 @@ fn write_members(
             "archive members missing (a worker stopped)",
         ));
     }
+    // An overwritten file may have been longer.
+    file.set_len(pos)?;
     Ok((pos, placed))
 }
 

@@ -95,7 +95,12 @@ impl DirStore {
         if fs::hard_link(archive, &dst).is_err() {
             fs::copy(archive, &dst)?;
         }
+        let t = std::time::Instant::now();
         File::open(&dst)?.sync_all()?;
+        tracing::debug!(
+            "dir store: archive synced in {} ms",
+            t.elapsed().as_millis()
+        );
         let mut f = File::create(tmp.join(SIDECAR_NAME))?;
         writeln!(f, "{sha256}  {ARCHIVE_NAME}")?;
         f.sync_all()?;
@@ -126,7 +131,9 @@ impl DirStore {
             }
         }
         sync_dir(&self.root)?;
+        let t = std::time::Instant::now();
         self.prune(&versions, &id);
+        tracing::debug!("dir store: pruned in {} ms", t.elapsed().as_millis());
         Ok(id)
     }
 
@@ -196,6 +203,22 @@ impl Store for DirStore {
         })
         .await
         .map_err(|e| StoreError::Other(format!("put task failed: {e}")))?
+    }
+
+    fn spare_archive(&self) -> Option<PathBuf> {
+        // `prune` keeps the newest `KEEP` versions: once a new one is put, every version but
+        // today's newest goes. Offer the newest of those (most likely still in the page cache).
+        let current = fs::read_link(self.root.join(CURRENT)).ok()?;
+        let current = current.file_name()?.to_str()?;
+        let mut names: Vec<String> = fs::read_dir(self.root.join(VERSIONS))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names.pop()?;
+        let spare = names.pop().filter(|n| n != current)?;
+        Some(self.root.join(VERSIONS).join(spare).join(ARCHIVE_NAME))
     }
 
     async fn head(&self) -> Result<Option<RemoteInfo>, StoreError> {

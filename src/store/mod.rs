@@ -85,6 +85,13 @@ pub trait Store: Send + Sync {
 
     /// The latest backup's digest and size, without downloading the archive.
     async fn head(&self) -> Result<Option<RemoteInfo>, StoreError>;
+
+    /// A local archive file that the next `put` would delete, if the store has one. The next
+    /// backup may take it over (see `backup::take_over`) and overwrite its pages in place,
+    /// which costs the kernel a fraction of filling a new file of the same size.
+    fn spare_archive(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Build the configured store, or None when backups are off.
