@@ -440,11 +440,22 @@ fn refresh_pages(from: &Connection, dst: &Path) -> Result<u64> {
     let mut rows = st.query([])?;
     // The old copy is read in runs of pages to compare against.
     const RUN: u64 = 256;
+    const SPAN_MAX: usize = 1 << 20;
     let mut old = Vec::new();
     let mut old_first = 0u64; // first page number held in `old` (0: none)
     let mut page_size = 0u64;
     let (mut pages, mut written) = (0u64, 0u64);
     let mut first = Vec::new();
+    // Changed pages in a row are written with one call (a first copy is all changed).
+    let mut span: Vec<u8> = Vec::new();
+    let mut span_at = 0u64;
+    let flush = |span: &mut Vec<u8>, at: u64| -> std::io::Result<()> {
+        if !span.is_empty() {
+            out.write_all_at(span, at)?;
+            span.clear();
+        }
+        Ok(())
+    };
     while let Some(row) = rows.next()? {
         let pgno = row.get::<_, i64>(0)? as u64;
         let data = row.get_ref(1)?.as_blob()?;
@@ -473,10 +484,15 @@ fn refresh_pages(from: &Connection, dst: &Path) -> Result<u64> {
         }
         let i = ((pgno - old_first) * page_size) as usize;
         if at >= old_len || old[i..i + page_size as usize] != *data {
-            out.write_all_at(data, at)?;
+            if span_at + span.len() as u64 != at || span.len() >= SPAN_MAX {
+                flush(&mut span, span_at)?;
+                span_at = at;
+            }
+            span.extend_from_slice(data);
             written += 1;
         }
     }
+    flush(&mut span, span_at)?;
     drop(rows);
     if pages == 0 {
         bail!("sqlite_dbpage returned no pages");

@@ -58,12 +58,16 @@ const CDC_MAX: usize = 1 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 18);
 /// Fixed chunks of a database copy (a multiple of every SQLite page size).
 const DB_CHUNK: usize = 256 << 10;
-/// Members in flight between reading and writing (bounds memory: ≈ 2 × CDC_MAX each).
-const IN_FLIGHT: usize = 4;
+/// Member buffers in flight between the producer and the hasher (bounds memory: ≈ 2 × CDC_MAX
+/// each). A member taken from the cache holds no buffer once a worker has looked it up, so it
+/// gives its token back there and the cheap part of a small change streams with a deep queue.
+const BUFFERS: usize = 4;
+/// Messages queued between the threads (small; buffers are bounded by `BUFFERS`).
+const IN_FLIGHT: usize = 16;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
 /// Spare member buffers kept for reuse (see `Pool`).
-const POOL_MAX: usize = IN_FLIGHT + 4;
+const POOL_MAX: usize = 8;
 /// The writer asks the kernel to start writing back every this many bytes, so the store's
 /// final fsync waits for the tail only.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -247,7 +251,7 @@ type Done = (u64, Member, String);
 
 /// Write `src` to `out`. An existing file is overwritten in place and cut to size at the end
 /// (rewriting pages costs the kernel less than allocating new ones). Memory stays bounded by
-/// `IN_FLIGHT` members.
+/// `BUFFERS` member buffers.
 pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written> {
     let file = fs::OpenOptions::new()
         .write(true)
@@ -259,7 +263,10 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<Done>(IN_FLIGHT);
     let (hash_tx, hash_rx) = sync_channel::<Member>(IN_FLIGHT);
-    let (tok_tx, tok_rx) = sync_channel::<()>(IN_FLIGHT);
+    let (tok_tx, tok_rx) = sync_channel::<()>(BUFFERS);
+    // A buffer token is given back by whoever frees the member's last buffer.
+    let tokens = Mutex::new(tok_rx);
+    let tokens = &tokens;
     let pool = Pool::default();
     let pool = &pool;
     let reused_by_content = AtomicU64::new(0);
@@ -277,12 +284,16 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
                         Err(_) => return,
                     };
                     let Ok((seq, work)) = job else { return };
+                    let raw = matches!(work, Work::Raw(..));
                     // Only `Cached` work without a cache fails: the writer reports the gap.
                     let Some((member, ukey)) =
                         finish(work, cache, &mut packer, pool, reused_by_content)
                     else {
                         return;
                     };
+                    if raw && matches!(member, Member::Cached { .. }) {
+                        give_back(tokens); // found in the cache: its buffer is freed
+                    }
                     let done = (seq, member, ukey);
                     if tx.send(done).is_err() {
                         return;
@@ -291,7 +302,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             });
         }
         drop(done_tx);
-        let hasher = s.spawn(move || hash_members(hash_rx, tok_rx, pool, cache));
+        let hasher = s.spawn(move || hash_members(hash_rx, tokens, pool, cache));
         let writer = s.spawn(move || write_members(file, done_rx, hash_tx, cache));
 
         let mut p = Producer {
@@ -501,23 +512,26 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 /// The hasher thread: SHA-256 of the archive in order, then each buffer back to the pool and
-/// one token back to the producer (which bounds the members in flight). A cached member is
+/// the member's buffer token back to the producer (which bounds the buffers in flight). A cached member is
 /// read into one reused buffer. Returns None when a cached member could not be read (the
 /// writer reports that error too).
 fn hash_members(
     members: Receiver<Member>,
-    tokens: Receiver<()>,
+    tokens: &Mutex<Receiver<()>>,
     pool: &Pool,
     cache: Option<&Cache>,
 ) -> Option<String> {
     let mut sha = Sha256::new();
     let mut buf = Vec::new();
     let mut ok = true;
+    let (started, mut busy) = (Instant::now(), Duration::ZERO);
     for m in members {
+        let t = Instant::now();
         match m {
             Member::Bytes(b) => {
                 sha.update(&b);
                 pool.put(b);
+                give_back(tokens);
             }
             Member::Cached { coff, clen } => {
                 let clen = clen as usize;
@@ -528,9 +542,21 @@ fn hash_members(
                 sha.update(&buf[..clen]);
             }
         }
-        let _ = tokens.recv();
+        busy += t.elapsed();
     }
+    tracing::debug!(
+        "backup: the archive hasher was busy {} of {} ms",
+        busy.as_millis(),
+        started.elapsed().as_millis()
+    );
     ok.then(|| hex::encode(sha.finalize()))
+}
+
+/// Give one buffer token back to the producer.
+fn give_back(tokens: &Mutex<Receiver<()>>) {
+    if let Ok(t) = tokens.lock() {
+        let _ = t.recv();
+    }
 }
 
 struct Producer<'a, 'b> {
@@ -844,10 +870,12 @@ impl Producer<'_, '_> {
         self.stats.tar_bytes += meta.ulen;
         self.stats.members += 1;
         self.metas.push(meta);
-        // Blocks while IN_FLIGHT members wait to be written: bounded memory.
-        self.tok_tx
-            .send(())
-            .map_err(|_| anyhow!("archive writer stopped"))?;
+        // A buffer: blocks while `BUFFERS` are in flight (bounded memory).
+        if matches!(work, Work::Raw(..)) {
+            self.tok_tx
+                .send(())
+                .map_err(|_| anyhow!("archive writer stopped"))?;
+        }
         self.job_tx
             .send((self.seq, work))
             .map_err(|_| anyhow!("archive workers stopped"))?;
