@@ -893,6 +893,17 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_sqlite_has_sqlite_dbpage() {
+        // .cargo/config.toml builds it in; without it every copy is a whole backup-API copy.
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        let pages: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_dbpage", [], |r| r.get(0))
+            .unwrap();
+        assert!(pages >= 1);
+    }
+
+    #[test]
     fn incremental_copy_equals_a_fresh_one_and_repairs_leftovers() {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("live.sqlite");
