@@ -184,8 +184,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     let mut copies: HashMap<Vec<u8>, PathBuf> = HashMap::new();
     let mut hashes: HashMap<Vec<u8>, String> = HashMap::new();
     let copy = |e: &Entry, copies: &mut HashMap<Vec<u8>, PathBuf>| -> Result<PathBuf> {
-        let dst = copy_path(&copies_dir, &e.rel);
-        snapshot::copy_sqlite(&e.path_in(&job.state_dir), &dst)?;
+        let dst = copy_db(&copies_dir, &e.rel, &e.path_in(&job.state_dir))?;
         copies.insert(e.rel.clone(), dst.clone());
         Ok(dst)
     };
@@ -255,17 +254,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
         for (rel, src) in dbs {
             let done = match copies.remove(&rel) {
                 Some(path) => Ok(path),
-                None => {
-                    let t = Instant::now();
-                    let dst = copy_path(&copies_dir, &rel);
-                    let r = snapshot::copy_sqlite(&src, &dst).map(|()| dst);
-                    tracing::debug!(
-                        "backup: copied {} in {} ms",
-                        src.display(),
-                        t.elapsed().as_millis()
-                    );
-                    r
-                }
+                None => copy_db(&copies_dir, &rel, &src),
             };
             let _ = ready_tx.send((
                 rel.clone(),
@@ -404,6 +393,19 @@ fn take_over(spare: &Path, out: &Path) -> bool {
         let _ = fs::rename(out, spare);
     }
     alone
+}
+
+/// Refresh the kept copy of the database `src` (at `rel`) in `dir`; returns its path.
+fn copy_db(dir: &Path, rel: &[u8], src: &Path) -> Result<PathBuf> {
+    let t = Instant::now();
+    let dst = copy_path(dir, rel);
+    snapshot::copy_sqlite(src, &dst)?;
+    tracing::debug!(
+        "backup: copied {} in {} ms",
+        src.display(),
+        t.elapsed().as_millis()
+    );
+    Ok(dst)
 }
 
 /// Where the copy of the database at `rel` is kept: a name derived from the path (paths may be

@@ -845,20 +845,29 @@ mod hex_bytes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn logical_hash_ignores_the_owner_lease_only() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("state.sqlite");
-        let c = Connection::open(&db).unwrap();
+    /// A WAL database shaped like OpenClaw's state: the gateway's owner lease and 3000 rows.
+    fn lease_db(db: &Path) -> Connection {
+        let c = Connection::open(db).unwrap();
         c.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE state_leases (scope TEXT NOT NULL, lease_key TEXT NOT NULL, owner TEXT,
                heartbeat_at INTEGER, PRIMARY KEY (scope, lease_key));
              INSERT INTO state_leases VALUES ('gateway-owner','global','host-a',1);
-             INSERT INTO state_leases VALUES ('other','k','y',1);
              CREATE TABLE memory (id INTEGER PRIMARY KEY, body TEXT);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
-               INSERT INTO memory (body) SELECT printf('%0500d', i) FROM n;
+               INSERT INTO memory (body) SELECT printf('%0500d', i) FROM n;",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn logical_hash_ignores_the_owner_lease_only() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("state.sqlite");
+        let c = lease_db(&db);
+        c.execute_batch(
+            "INSERT INTO state_leases VALUES ('other','k','y',1);
              DELETE FROM memory WHERE id % 3 = 0;",
         )
         .unwrap();
@@ -907,17 +916,8 @@ mod tests {
     fn incremental_copy_equals_a_fresh_one_and_repairs_leftovers() {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("live.sqlite");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint = 0;
-             CREATE TABLE state_leases (scope TEXT NOT NULL, lease_key TEXT NOT NULL, owner TEXT,
-               heartbeat_at INTEGER, PRIMARY KEY (scope, lease_key));
-             INSERT INTO state_leases VALUES ('gateway-owner','global','host-a',1);
-             CREATE TABLE memory (id INTEGER PRIMARY KEY, body TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
-               INSERT INTO memory (body) SELECT printf('%0500d', i) FROM n;",
-        )
-        .unwrap();
+        let c = lease_db(&db);
+        c.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
         let kept = d.path().join("kept.sqlite");
         let fresh = |name: &str| {
             let p = d.path().join(name);

@@ -139,14 +139,7 @@ impl DirStore {
 
     /// Delete versions beyond the newest `KEEP` (names sort by time) and stale temp dirs.
     fn prune(&self, versions: &Path, current: &str) {
-        let Ok(rd) = fs::read_dir(versions) else {
-            return;
-        };
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        let done: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
+        let done = version_names(versions);
         let cut = done.len().saturating_sub(KEEP);
         for n in &done[..cut] {
             if n.as_str() != current {
@@ -154,6 +147,19 @@ impl DirStore {
             }
         }
     }
+}
+
+/// The published versions in `versions`, oldest first (names start with their time; temp dirs
+/// with a dot).
+fn version_names(versions: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(versions)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
 }
 
 #[async_trait]
@@ -210,12 +216,7 @@ impl Store for DirStore {
         // today's newest goes. Offer the newest of those (most likely still in the page cache).
         let current = fs::read_link(self.root.join(CURRENT)).ok()?;
         let current = current.file_name()?.to_str()?;
-        let mut names: Vec<String> = fs::read_dir(self.root.join(VERSIONS))
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
+        let mut names = version_names(&self.root.join(VERSIONS));
         names.pop()?;
         let spare = names.pop().filter(|n| n != current)?;
         Some(self.root.join(VERSIONS).join(spare).join(ARCHIVE_NAME))
