@@ -317,9 +317,11 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     if spare.is_some_and(|s| take_over(&s, &out)) {
         tracing::debug!("backup: overwriting the store's spare archive file in place");
     }
+    let settled = snapshot::archive_order(&mut tree.entries);
     let src = Source {
         root: &job.state_dir,
         entries: &tree.entries,
+        settled,
         sqlite_copy: &sqlite_copy,
         racy_since_ns,
         hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
@@ -442,13 +444,16 @@ fn prune_copies(dir: &Path, entries: &[Entry]) -> Result<()> {
 fn commit(job: &Job, p: Ready, force: bool, duration: Duration) -> Result<()> {
     let meta = &job.meta_dir;
     let cache = meta.join(CACHE_ARCHIVE);
-    // Index first to a temp name; a crash between the renames leaves a size mismatch, which
-    // disables the cache (never a wrong reuse).
-    let idx_tmp = meta.join(format!("{CACHE_INDEX}.tmp"));
-    fs::write(&idx_tmp, serde_json::to_vec(&p.index)?)?;
+    // The old index goes first: a crash before the new one is in place leaves no cache (never
+    // an index describing another file).
+    let _ = fs::remove_file(meta.join(CACHE_INDEX));
     fs::rename(&p.archive, &cache)?;
     // The cache must survive a power cut intact before the index points into it.
     File::open(&cache)?.sync_all()?;
+    let mut index = p.index;
+    index.file = Some(awrite::FileId::of(&cache)?);
+    let idx_tmp = meta.join(format!("{CACHE_INDEX}.tmp"));
+    fs::write(&idx_tmp, serde_json::to_vec(&index)?)?;
     fs::rename(&idx_tmp, meta.join(CACHE_INDEX))?;
     write_json(&meta.join(FINGERPRINT), &p.fingerprint)?;
     write_atomic(&meta.join(STATE_SHA), p.sha256.as_bytes())?;

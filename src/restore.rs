@@ -203,7 +203,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
     if members.is_empty() {
         return;
     }
-    let index = awrite::Index {
+    let mut index = awrite::Index {
         format: awrite::format_id(),
         size: f.size,
         members: members
@@ -217,6 +217,8 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
                 last: false,
             })
             .collect(),
+        sha_states: Vec::new(),
+        file: None,
     };
     let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
     let r = (|| -> Result<()> {
@@ -227,6 +229,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
             .or_else(|_| fs::copy(&f.archive, &cache).map(|_| ()))?;
         // Reused bytes must survive a power cut as written (cheap when the store synced them).
         fs::File::open(&cache)?.sync_all()?;
+        index.file = Some(awrite::FileId::of(&cache)?);
         backup::write_json(&job.meta_dir.join(backup::CACHE_INDEX), &index)
     })();
     if let Err(e) = r {

@@ -356,6 +356,21 @@ pub fn classify(root: &Path, tree: &mut Tree, prev: Option<&HashMap<&[u8], &Entr
     }
 }
 
+/// Put the entries in archive order and return how many come before the ones that change all
+/// the time. Sorted, except that databases and `state::changes_often` paths go last (sorted
+/// among themselves): the settled part of the tree then makes the same leading bytes in every
+/// archive, which the next backup neither recompresses nor hashes again (`archive::sha`).
+/// Still a valid tar order: a directory that goes last has only such entries below it.
+pub fn archive_order(entries: &mut Vec<Entry>) -> usize {
+    let (late, mut early): (Vec<Entry>, Vec<Entry>) = std::mem::take(entries)
+        .into_iter()
+        .partition(|e| e.kind == Kind::Sqlite || state::changes_often(&e.rel));
+    let settled = early.len();
+    early.extend(late);
+    *entries = early;
+    settled
+}
+
 /// A database file is a whole number of pages, and pages are powers of two from 512 bytes:
 /// any other size is not worth opening the file for (most text files, at 511 in 512).
 fn could_be_sqlite(size: u64) -> bool {
@@ -1008,5 +1023,56 @@ mod tests {
             "the WAL's stat is part of the database's identity"
         );
         drop(c);
+    }
+
+    #[test]
+    fn archive_order_puts_databases_config_and_sessions_last() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for p in [
+            "agents/main/agent/models.json",
+            "agents/main/sessions/s1.jsonl",
+            "media/a.bin",
+            "openclaw.json",
+            "openclaw.json.bak",
+            "workspace/notes.md",
+        ] {
+            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            fs::write(r.join(p), "x").unwrap();
+        }
+        fs::create_dir_all(r.join("state")).unwrap();
+        Connection::open(r.join("state/openclaw.sqlite"))
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        let mut t = walk(r, &GlobSet::empty(), None).unwrap();
+        let settled = archive_order(&mut t.entries);
+        let names: Vec<String> = t
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "",
+                "agents",
+                "agents/main",
+                "agents/main/agent",
+                "agents/main/agent/models.json",
+                "media",
+                "media/a.bin",
+                "state",
+                "workspace",
+                "workspace/notes.md",
+                // Changes all the time:
+                "agents/main/sessions",
+                "agents/main/sessions/s1.jsonl",
+                "openclaw.json",
+                "openclaw.json.bak",
+                "state/openclaw.sqlite",
+            ]
+        );
+        assert_eq!(settled, 10);
     }
 }

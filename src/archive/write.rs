@@ -41,6 +41,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use crate::archive::gz::Packer;
+use crate::archive::sha;
 use crate::archive::ROOT;
 use crate::snapshot::{Entry, Kind};
 
@@ -132,12 +133,41 @@ pub struct Index {
     pub format: String,
     pub size: u64,
     pub members: Vec<MemberRec>,
+    /// SHA-256 state after every `sha::EVERY` bytes of the archive (hex; see `archive::sha`).
+    #[serde(default)]
+    pub sha_states: Vec<String>,
+    /// The archive file this index describes, as it was when the index was written: a cache
+    /// file changed since then (same size or not) is not used.
+    #[serde(default)]
+    pub file: Option<FileId>,
+}
+
+/// What identifies a file's content without reading it: inode, size, mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl FileId {
+    pub fn of(path: &Path) -> io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path)?;
+        Ok(FileId {
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        })
+    }
 }
 
 /// The last archive and its index: where unchanged members are copied from.
 pub struct Cache {
     file: File,
     members: Vec<MemberRec>,
+    /// Recorded SHA-256 states of the cache archive (empty: hash from the start).
+    sha_states: Vec<sha::State>,
     by_skey: HashMap<String, usize>,
     by_ukey: HashMap<String, usize>,
 }
@@ -148,13 +178,26 @@ impl Cache {
     pub fn open(archive: &Path, index: &Path) -> Option<Cache> {
         let idx: Index = serde_json::from_slice(&fs::read(index).ok()?).ok()?;
         let file = File::open(archive).ok()?;
-        if idx.format != format_id() || file.metadata().ok()?.len() != idx.size {
+        let changed = idx
+            .file
+            .is_some_and(|f| FileId::of(archive).ok() != Some(f));
+        if idx.format != format_id() || file.metadata().ok()?.len() != idx.size || changed {
             tracing::debug!(
                 "member cache {} does not match; not reusing",
                 archive.display()
             );
             return None;
         }
+        // States are only trusted for a file known unchanged since they were recorded.
+        let sha_states: Vec<sha::State> = match idx.file {
+            Some(_) => idx
+                .sha_states
+                .iter()
+                .map_while(|h| sha::state_from_hex(h))
+                .take((idx.size / sha::EVERY) as usize)
+                .collect(),
+            None => Vec::new(),
+        };
         let mut by_skey = HashMap::new();
         let mut by_ukey = HashMap::new();
         for (i, m) in idx.members.iter().enumerate() {
@@ -168,6 +211,7 @@ impl Cache {
         Some(Cache {
             file,
             members: idx.members,
+            sha_states,
             by_skey,
             by_ukey,
         })
@@ -187,6 +231,9 @@ pub struct Source<'a> {
     /// The state dir (archived as `.openclaw/`).
     pub root: &'a Path,
     pub entries: &'a [Entry],
+    /// `entries[..settled]` rarely change (see `snapshot::archive_order`): a member ends there,
+    /// so the members before it never depend on the entries after.
+    pub settled: usize,
     /// The consistent copy of a database, by entry path (may wait for it to be made).
     pub sqlite_copy: &'a (dyn Fn(&[u8]) -> Result<PathBuf> + Sync),
     /// Files changed at or after this time (ns) can't be trusted by stat (racily clean).
@@ -204,6 +251,9 @@ pub struct Stats {
     pub reused_members: u64,
     /// Members copied without reading their files at all.
     pub reused_by_stat: u64,
+    /// Leading bytes of the archive not hashed again: they equal the last archive's, and the
+    /// hash resumed from its state there (`archive::sha`).
+    pub hash_resumed_at: u64,
 }
 
 pub struct Written {
@@ -333,14 +383,15 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
         let written = writer
             .join()
             .map_err(|_| anyhow!("the archive writer thread panicked"))?;
-        let sha256 = hasher
+        let hashed = hasher
             .join()
             .map_err(|_| anyhow!("the archive hasher thread panicked"))?;
-        let sha256 = sha256.ok_or_else(|| anyhow!("cannot read the member cache"));
+        let hashed = hashed.ok_or_else(|| anyhow!("cannot read the member cache"));
         // A writer error explains a producer error (closed channel), so report it first.
         let (size, placed) = written.with_context(|| format!("cannot write {}", out.display()))?;
         produced?;
-        let sha256 = sha256?;
+        let (sha256, sha_states, resumed_at) = hashed?;
+        stats.hash_resumed_at = resumed_at;
         if placed.len() != metas.len() {
             return Err(anyhow!(
                 "archive writer lost members ({} of {})",
@@ -362,13 +413,16 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             })
             .collect();
         Ok(Written {
-            sha256,
+            sha256: hex::encode(sha256),
             size,
             files: src.entries.len() as u64,
             index: Index {
                 format: format_id(),
                 size,
                 members,
+                sha_states: sha_states.iter().map(sha::state_hex).collect(),
+                // Set once the file is in its final place (`commit`).
+                file: None,
             },
             stats,
             racy,
@@ -512,21 +566,40 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 /// The hasher thread: SHA-256 of the archive in order, then each buffer back to the pool and
-/// the member's buffer token back to the producer (which bounds the buffers in flight). A cached member is
-/// read into one reused buffer. Returns None when a cached member could not be read (the
-/// writer reports that error too).
+/// the member's buffer token back to the producer (which bounds the buffers in flight).
+///
+/// While the archive so far is the cache archive's first bytes (every member a cached one, at
+/// its old offset), nothing is hashed: at the first member that differs, hashing resumes from
+/// the cache's last recorded state before that point (`archive::sha`), reading the few bytes
+/// in between from the cache. Returns None when the cache could not be read (the writer
+/// reports that error too).
 fn hash_members(
     members: Receiver<Member>,
     tokens: &Mutex<Receiver<()>>,
     pool: &Pool,
     cache: Option<&Cache>,
-) -> Option<String> {
-    let mut sha = Sha256::new();
+) -> Option<([u8; 32], Vec<sha::State>, u64)> {
+    let mut sha = sha::Sha256::default();
     let mut buf = Vec::new();
     let mut ok = true;
+    // Some(n): the archive so far equals the cache archive's first n bytes.
+    let mut same = Some(0u64);
+    let mut skipped = 0;
     let (started, mut busy) = (Instant::now(), Duration::ZERO);
     for m in members {
         let t = Instant::now();
+        if let Some(at) = same {
+            if let Member::Cached { coff, clen } = m {
+                if coff == at {
+                    same = Some(at + clen);
+                    continue;
+                }
+            }
+            let resumed;
+            (sha, skipped, resumed) = resume(cache, at, &mut buf);
+            ok &= resumed;
+            same = None;
+        }
         match m {
             Member::Bytes(b) => {
                 sha.update(&b);
@@ -534,22 +607,61 @@ fn hash_members(
                 give_back(tokens);
             }
             Member::Cached { coff, clen } => {
-                let clen = clen as usize;
-                if buf.len() < clen {
-                    buf.resize(clen, 0);
-                }
-                ok &= cache.is_some_and(|c| c.file.read_exact_at(&mut buf[..clen], coff).is_ok());
-                sha.update(&buf[..clen]);
+                ok &= hash_cached(cache, coff, coff + clen, &mut sha, &mut buf);
             }
         }
         busy += t.elapsed();
     }
+    if let Some(at) = same {
+        let resumed;
+        (sha, skipped, resumed) = resume(cache, at, &mut buf);
+        ok &= resumed;
+    }
     tracing::debug!(
-        "backup: the archive hasher was busy {} of {} ms",
+        "backup: the archive hasher was busy {} of {} ms (resumed after {} MB)",
         busy.as_millis(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        skipped >> 20
     );
-    ok.then(|| hex::encode(sha.finalize()))
+    ok.then(|| {
+        let (digest, states) = sha.finish();
+        (digest, states, skipped)
+    })
+}
+
+/// A hasher for an archive whose first `at` bytes are the cache archive's: from the cache's
+/// last recorded state at or before `at` (returned: where it is), then the cache's bytes up
+/// to `at`. False when the cache could not be read.
+fn resume(cache: Option<&Cache>, at: u64, buf: &mut Vec<u8>) -> (sha::Sha256, u64, bool) {
+    let states = cache.map_or(&[][..], |c| &c.sha_states);
+    let k = ((at / sha::EVERY) as usize).min(states.len());
+    let mut sha = sha::Sha256::resume(&states[..k]);
+    let from = sha.position();
+    let ok = hash_cached(cache, from, at, &mut sha, buf);
+    (sha, from, ok)
+}
+
+/// Hash the cache archive's bytes `from..to` (read through `buf`).
+fn hash_cached(
+    cache: Option<&Cache>,
+    mut from: u64,
+    to: u64,
+    sha: &mut sha::Sha256,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let Some(c) = cache else { return from == to };
+    while from < to {
+        let n = (to - from).min(CDC_MAX as u64) as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        if c.file.read_exact_at(&mut buf[..n], from).is_err() {
+            return false;
+        }
+        sha.update(&buf[..n]);
+        from += n as u64;
+    }
+    true
 }
 
 /// Give one buffer token back to the producer.
@@ -597,6 +709,10 @@ impl Producer<'_, '_> {
             ..Group::default()
         };
         for (i, e) in entries.iter().enumerate() {
+            if i == self.src.settled {
+                self.flush_group(std::mem::take(&mut g), false)?;
+                g.reusable = true;
+            }
             // Headers are built one at a time: memory must not grow with the number of files.
             let (hdr, len) = self.header(e)?;
             if len >= BIG {
@@ -990,6 +1106,76 @@ fn cdc_cut(buf: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot;
+
+    /// Write the archive of `root` to `out` (with `cache`), keep it as a cache, return it.
+    fn archive(root: &Path, out: &Path, cache: Option<&Cache>) -> (Written, Cache) {
+        let no_db = |_: &[u8]| -> Result<PathBuf> { Err(anyhow!("no databases here")) };
+        let mut tree = snapshot::walk(root, &globset::GlobSet::empty(), None).unwrap();
+        let settled = snapshot::archive_order(&mut tree.entries);
+        let src = Source {
+            root,
+            entries: &tree.entries,
+            settled,
+            sqlite_copy: &no_db,
+            // Every file re-read and matched by content (none is trusted by its stat).
+            racy_since_ns: i64::MAX,
+            hash_since_ns: 0,
+        };
+        let mut w = write(&src, cache, out).unwrap();
+        let on_disk = hex::encode(Sha256::digest(fs::read(out).unwrap()));
+        assert_eq!(
+            w.sha256, on_disk,
+            "the archive's SHA-256 is what was written"
+        );
+        w.index.file = Some(FileId::of(out).unwrap());
+        let idx = out.with_extension("json");
+        fs::write(&idx, serde_json::to_vec(&w.index).unwrap()).unwrap();
+        let c = Cache::open(out, &idx).unwrap();
+        (w, c)
+    }
+
+    #[test]
+    fn the_hash_resumes_after_the_unchanged_start_of_the_last_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join(".openclaw");
+        fs::create_dir_all(root.join("media")).unwrap();
+        let mut x = 3u64;
+        let noise: Vec<u8> = (0..10 << 20)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        fs::write(root.join("media/big.bin"), &noise).unwrap();
+        fs::write(root.join("openclaw.json"), b"{\"a\": 1}").unwrap();
+        let (w1, c1) = archive(&root, &d.path().join("1.tar.gz"), None);
+        assert_eq!(w1.stats.hash_resumed_at, 0);
+        assert_eq!(w1.index.sha_states.len() as u64, w1.size / sha::EVERY);
+        assert!(w1.size / sha::EVERY >= 2);
+
+        // openclaw.json goes last: the 10 MB before it are hashed no more.
+        fs::write(root.join("openclaw.json"), b"{\"a\": 2}").unwrap();
+        let (w2, c2) = archive(&root, &d.path().join("2.tar.gz"), Some(&c1));
+        assert_eq!(w2.stats.hash_resumed_at, 2 * sha::EVERY);
+        assert_eq!(w2.index.sha_states.len() as u64, w2.size / sha::EVERY);
+
+        // Nothing changed at all: resumed at the last state.
+        let (w3, c3) = archive(&root, &d.path().join("3.tar.gz"), Some(&c2));
+        assert_eq!(w3.sha256, w2.sha256);
+        assert_eq!(w3.stats.hash_resumed_at, 2 * sha::EVERY);
+
+        // A change at the start: hashed from the beginning.
+        let mut changed = noise.clone();
+        changed[100] ^= 1;
+        fs::write(root.join("media/big.bin"), &changed).unwrap();
+        let (w4, _) = archive(&root, &d.path().join("4.tar.gz"), Some(&c3));
+        assert_eq!(w4.stats.hash_resumed_at, 0);
+
+        // A cache file changed after its index was written is not used at all.
+        fs::write(d.path().join("3.tar.gz"), b"not the archive").unwrap();
+        assert!(Cache::open(&d.path().join("3.tar.gz"), &d.path().join("3.json")).is_none());
+    }
 
     #[test]
     fn cdc_cuts_are_content_defined() {

@@ -25,6 +25,20 @@ pub const VOLATILE: &[&str] = &[
 /// with a plain `tar czf .openclaw` carry caches and absolute plugin symlinks; all regenerable).
 pub const SKIP_ON_RESTORE: &[&str] = &["cache", "tmp", "plugin-skills"];
 
+/// True for the paths OpenClaw rewrites all the time besides its databases: the config (and
+/// its `.bak` ring) and session transcripts. Archives put them last, with the databases
+/// (`snapshot::archive_order`), so the settled rest of the tree keeps its bytes and offsets
+/// from one archive to the next.
+pub fn changes_often(rel: &[u8]) -> bool {
+    let mut parts = rel.split(|&b| b == b'/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(b"openclaw.json"), None, _) => true,
+        (Some(name), None, _) => name.starts_with(b"openclaw.json."),
+        (Some(b"agents"), Some(_), Some(b"sessions")) => true,
+        _ => false,
+    }
+}
+
 /// Suffixes of SQLite's side files. Those of a database we snapshot (one read transaction)
 /// are never archived (the copy already holds the committed WAL content).
 pub const SQLITE_SIDE_SUFFIXES: &[&str] = &["-wal", "-shm", "-journal"];
