@@ -161,15 +161,30 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     let meta = &job.meta_dir;
     let started = Instant::now();
     let skip = snapshot::excludes(&job.excludes)?;
-    // The last fingerprint loads while the tree is listed.
-    let (prev, tree) = std::thread::scope(|s| {
-        let loader = s.spawn(|| snapshot::Fingerprint::load(&meta.join(FINGERPRINT)));
+    let copies_dir = meta.join(COPIES);
+    fs::create_dir_all(&copies_dir)
+        .with_context(|| format!("cannot create {}", copies_dir.display()))?;
+    // The last fingerprint loads, and the databases that moved since start copying, while the
+    // tree is listed.
+    let (prev, early, tree) = std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            let prev = snapshot::Fingerprint::load(&meta.join(FINGERPRINT));
+            let early = prev
+                .as_ref()
+                .and_then(|p| Early::start(p, &job.state_dir, &copies_dir));
+            (prev, early)
+        });
         let tree = snapshot::list(&job.state_dir, &skip);
-        (loader.join().ok().flatten(), tree)
+        let (prev, early) = loader.join().unwrap_or_default();
+        (prev, early, tree)
     });
     let mut tree = tree?;
     let prev_map = prev.as_ref().map(Fingerprint::by_path);
     snapshot::classify(&job.state_dir, &mut tree, prev_map.as_ref());
+    let mut early = early;
+    if let Some(early) = &early {
+        early.restat(&mut tree.entries);
+    }
     tracing::debug!(
         "backup: {} entries walked in {} ms",
         tree.entries.len(),
@@ -178,15 +193,26 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     let scratch = meta.join(SCRATCH);
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
-    let copies_dir = meta.join(COPIES);
     prune_copies(&copies_dir, &tree.entries)?;
 
     let mut copies: HashMap<Vec<u8>, PathBuf> = HashMap::new();
     let mut hashes: HashMap<Vec<u8>, String> = HashMap::new();
-    let copy = |e: &Entry, copies: &mut HashMap<Vec<u8>, PathBuf>| -> Result<PathBuf> {
-        let dst = copy_db(&copies_dir, &e.rel, &e.path_in(&job.state_dir))?;
-        copies.insert(e.rel.clone(), dst.clone());
-        Ok(dst)
+    // A database's copy and logical hash for the decision: made early, or now.
+    let mut copy_and_hash = |e: &Entry,
+                             copies: &mut HashMap<Vec<u8>, PathBuf>,
+                             hashes: &mut HashMap<Vec<u8>, String>|
+     -> Result<String> {
+        if let Some(done) = early.take() {
+            done.join_into(copies);
+        }
+        let dst = match copies.get(&e.rel) {
+            Some(p) => p.clone(),
+            None => copy_db(&copies_dir, &e.rel, &e.path_in(&job.state_dir))?,
+        };
+        let h = snapshot::logical_hash(&dst)?;
+        copies.insert(e.rel.clone(), dst);
+        hashes.insert(e.rel.clone(), h.clone());
+        Ok(h)
     };
 
     // Cheap decision first: stat level; databases whose stat moved are compared logically
@@ -206,11 +232,9 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
                 if e.same_stat(p) {
                     continue;
                 }
-                let path = copy(e, &mut copies)?;
-                let h = snapshot::logical_hash(&path)?;
+                let h = copy_and_hash(e, &mut copies, &mut hashes)?;
                 let old = prev.sqlite.get(&hex::encode(&e.rel));
                 same = old == Some(&h);
-                hashes.insert(e.rel.clone(), h);
                 refreshed.push(e.clone());
             } else {
                 same = e.same_stat(p) && prev.vouches_for(e, &job.state_dir);
@@ -250,6 +274,9 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
         .collect();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Vec<u8>, Result<PathBuf, String>)>();
     let copier = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, String)>> {
+        if let Some(done) = early {
+            done.join_into(&mut copies);
+        }
         let mut made = Vec::new();
         for (rel, src) in dbs {
             let done = match copies.remove(&rel) {
@@ -328,7 +355,14 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     };
     let t = Instant::now();
     let written = awrite::write(&src, cache.as_ref(), &out);
-    tracing::debug!("backup: archive written in {} ms", t.elapsed().as_millis());
+    if let Ok(w) = &written {
+        tracing::debug!(
+            "backup: archive written in {} ms ({} MB left in place, hash resumed after {} MB)",
+            t.elapsed().as_millis(),
+            w.stats.left_in_place >> 20,
+            w.stats.hash_resumed_at >> 20
+        );
+    }
     let hashes = copier
         .join()
         .map_err(|_| anyhow::anyhow!("database copying panicked"))?;
@@ -395,6 +429,87 @@ fn take_over(spare: &Path, out: &Path) -> bool {
         let _ = fs::rename(out, spare);
     }
     alone
+}
+
+/// The databases whose stat moved since the last upload, copied on their own thread from the
+/// start of a backup: the decision and the archive both need the copies, and the walk
+/// needn't wait.
+struct Early {
+    /// Each one's entry as stat'ed before its copy was made.
+    entries: HashMap<Vec<u8>, Entry>,
+    /// Joined on drop at the latest: no copy is still being written once a backup returns.
+    done: Option<std::thread::JoinHandle<Vec<Made>>>,
+}
+
+/// A database (by path) and its refreshed copy, or why not.
+type Made = (Vec<u8>, Result<PathBuf>);
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        if let Some(t) = self.done.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Early {
+    /// None when no database moved.
+    fn start(prev: &Fingerprint, root: &Path, copies_dir: &Path) -> Option<Early> {
+        let moved: Vec<(Entry, PathBuf)> = prev
+            .entries
+            .iter()
+            .filter(|p| p.kind == Kind::Sqlite)
+            .filter_map(|p| snapshot::restat_db(root, p).filter(|now| !now.same_stat(p)))
+            .map(|e| {
+                let src = e.path_in(root);
+                (e, src)
+            })
+            .collect();
+        if moved.is_empty() {
+            return None;
+        }
+        let jobs: Vec<(Vec<u8>, PathBuf)> = moved
+            .iter()
+            .map(|(e, src)| (e.rel.clone(), src.clone()))
+            .collect();
+        let dir = copies_dir.to_path_buf();
+        let done = std::thread::spawn(move || {
+            jobs.into_iter()
+                .map(|(rel, src)| {
+                    let made = copy_db(&dir, &rel, &src);
+                    (rel, made)
+                })
+                .collect()
+        });
+        Some(Early {
+            entries: moved.into_iter().map(|(e, _)| (e.rel.clone(), e)).collect(),
+            done: Some(done),
+        })
+    }
+
+    /// Record the stat taken before each early copy instead of the walk's (later) one: a
+    /// write in between then shows as a change next time, instead of hiding behind a stat
+    /// that is newer than the copy.
+    fn restat(&self, entries: &mut [Entry]) {
+        for e in entries.iter_mut().filter(|e| e.kind == Kind::Sqlite) {
+            if let Some(before) = self.entries.get(&e.rel) {
+                e.mode = before.mode;
+                e.stat = before.stat;
+                e.wal = before.wal;
+            }
+        }
+    }
+
+    /// Wait for the copies; add the ones made (a failed one is made again, and reported, by
+    /// the normal path).
+    fn join_into(mut self, copies: &mut HashMap<Vec<u8>, PathBuf>) {
+        let made = self.done.take().and_then(|t| t.join().ok());
+        for (rel, made) in made.unwrap_or_default() {
+            if let Ok(path) = made {
+                copies.insert(rel, path);
+            }
+        }
+    }
 }
 
 /// Refresh the kept copy of the database `src` (at `rel`) in `dir`; returns its path.

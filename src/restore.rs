@@ -219,6 +219,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
             .collect(),
         sha_states: Vec::new(),
         file: None,
+        prev: None,
     };
     let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
     let r = (|| -> Result<()> {

@@ -335,15 +335,7 @@ pub fn classify(root: &Path, tree: &mut Tree, prev: Option<&HashMap<&[u8], &Entr
             if let Some(base) = e.rel.strip_suffix(suffix.as_bytes()) {
                 if dbs.contains(base) {
                     if *suffix == "-wal" {
-                        // Not its ctime: SQLite running as root fchown()s the WAL on every
-                        // open (ours included), which moves the ctime and nothing else.
-                        wal_stats.insert(
-                            base.to_vec(),
-                            StatId {
-                                ctime_ns: 0,
-                                ..e.stat
-                            },
-                        );
+                        wal_stats.insert(base.to_vec(), wal_identity(e.stat));
                     }
                     return false;
                 }
@@ -369,6 +361,35 @@ pub fn archive_order(entries: &mut Vec<Entry>) -> usize {
     early.extend(late);
     *entries = early;
     settled
+}
+
+/// What of a WAL's stat counts: not its ctime, as SQLite running as root fchown()s the WAL on
+/// every open (ours included), which moves the ctime and nothing else.
+fn wal_identity(stat: StatId) -> StatId {
+    StatId {
+        ctime_ns: 0,
+        ..stat
+    }
+}
+
+/// A database of the last fingerprint as it is on disk now (its stat and its WAL's), without
+/// walking the tree; None when it is gone or no longer a regular file.
+pub fn restat_db(root: &Path, prev: &Entry) -> Option<Entry> {
+    let path = prev.path_in(root);
+    let m = fs::symlink_metadata(&path)
+        .ok()
+        .filter(|m| m.file_type().is_file())?;
+    let wal = fs::symlink_metadata(wal_path(&path))
+        .ok()
+        .map(|w| wal_identity(StatId::of(&w)));
+    Some(Entry {
+        rel: prev.rel.clone(),
+        kind: Kind::Sqlite,
+        mode: m.mode() & 0o7777,
+        stat: StatId::of(&m),
+        target: Vec::new(),
+        wal,
+    })
 }
 
 /// A database file is a whole number of pages, and pages are powers of two from 512 bytes:

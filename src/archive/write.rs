@@ -58,7 +58,7 @@ const CDC_MIN: usize = 64 << 10;
 const CDC_MAX: usize = 1 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 18);
 /// Fixed chunks of a database copy (a multiple of every SQLite page size).
-const DB_CHUNK: usize = 256 << 10;
+const DB_CHUNK: usize = 64 << 10;
 /// Member buffers in flight between the producer and the hasher (bounds memory: ≈ 2 × CDC_MAX
 /// each). A member taken from the cache holds no buffer once a worker has looked it up, so it
 /// gives its token back there and the cheap part of a small change streams with a deep queue.
@@ -140,6 +140,16 @@ pub struct Index {
     /// file changed since then (same size or not) is not used.
     #[serde(default)]
     pub file: Option<FileId>,
+    /// The archive this one was written from (the cache at the time), and how many leading
+    /// bytes the two share.
+    #[serde(default)]
+    pub prev: Option<Prev>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Prev {
+    pub file: FileId,
+    pub same: u64,
 }
 
 /// What identifies a file's content without reading it: inode, size, mtime.
@@ -168,6 +178,9 @@ pub struct Cache {
     members: Vec<MemberRec>,
     /// Recorded SHA-256 states of the cache archive (empty: hash from the start).
     sha_states: Vec<sha::State>,
+    /// The cache archive's identity, and its own predecessor's (see `Index::prev`).
+    id: Option<FileId>,
+    prev: Option<Prev>,
     by_skey: HashMap<String, usize>,
     by_ukey: HashMap<String, usize>,
 }
@@ -212,6 +225,8 @@ impl Cache {
             file,
             members: idx.members,
             sha_states,
+            id: idx.file,
+            prev: idx.prev,
             by_skey,
             by_ukey,
         })
@@ -254,6 +269,9 @@ pub struct Stats {
     /// Leading bytes of the archive not hashed again: they equal the last archive's, and the
     /// hash resumed from its state there (`archive::sha`).
     pub hash_resumed_at: u64,
+    /// Leading bytes not written at all: the output file already held them (it was the
+    /// archive the cache had been written from).
+    pub left_in_place: u64,
 }
 
 pub struct Written {
@@ -303,6 +321,13 @@ type Done = (u64, Member, String);
 /// (rewriting pages costs the kernel less than allocating new ones). Memory stays bounded by
 /// `BUFFERS` member buffers.
 pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written> {
+    // When `out` is the archive the cache was written from, unchanged since, the bytes the
+    // two share are already in place.
+    let out_id = FileId::of(out).ok();
+    let in_place = cache
+        .and_then(|c| c.prev)
+        .filter(|p| Some(p.file) == out_id)
+        .map_or(0, |p| p.same);
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -353,7 +378,7 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
         }
         drop(done_tx);
         let hasher = s.spawn(move || hash_members(hash_rx, tokens, pool, cache));
-        let writer = s.spawn(move || write_members(file, done_rx, hash_tx, cache));
+        let writer = s.spawn(move || write_members(file, done_rx, hash_tx, cache, in_place));
 
         let mut p = Producer {
             src,
@@ -388,10 +413,12 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             .map_err(|_| anyhow!("the archive hasher thread panicked"))?;
         let hashed = hashed.ok_or_else(|| anyhow!("cannot read the member cache"));
         // A writer error explains a producer error (closed channel), so report it first.
-        let (size, placed) = written.with_context(|| format!("cannot write {}", out.display()))?;
+        let (size, placed, left) =
+            written.with_context(|| format!("cannot write {}", out.display()))?;
+        stats.left_in_place = left;
         produced?;
-        let (sha256, sha_states, resumed_at) = hashed?;
-        stats.hash_resumed_at = resumed_at;
+        let hashed = hashed?;
+        stats.hash_resumed_at = hashed.resumed_at;
         if placed.len() != metas.len() {
             return Err(anyhow!(
                 "archive writer lost members ({} of {})",
@@ -413,16 +440,20 @@ pub fn write(src: &Source, cache: Option<&Cache>, out: &Path) -> Result<Written>
             })
             .collect();
         Ok(Written {
-            sha256: hex::encode(sha256),
+            sha256: hex::encode(hashed.digest),
             size,
             files: src.entries.len() as u64,
             index: Index {
                 format: format_id(),
                 size,
                 members,
-                sha_states: sha_states.iter().map(sha::state_hex).collect(),
+                sha_states: hashed.states.iter().map(sha::state_hex).collect(),
                 // Set once the file is in its final place (`commit`).
                 file: None,
+                prev: cache.and_then(|c| c.id).map(|file| Prev {
+                    file,
+                    same: hashed.shared,
+                }),
             },
             stats,
             racy,
@@ -468,25 +499,33 @@ fn finish(
     }
 }
 
-/// What the writer reports: the archive's size and each member's (offset, length, ukey).
-type WriterResult = io::Result<(u64, Vec<(u64, u64, String)>)>;
+/// What the writer reports: the archive's size, each member's (offset, length, ukey), and
+/// how many leading bytes it left in place.
+type WriterResult = io::Result<(u64, Vec<(u64, u64, String)>, u64)>;
 
-/// The writer thread: members back in order, into the file, then on to the hasher.
+/// The writer thread: members back in order, into the file, then on to the hasher. The first
+/// `in_place` bytes of `file` are the cache archive's: while the archive so far is too, cached
+/// members there are left as they are.
 fn write_members(
     file: File,
     done: Receiver<Done>,
     hasher: SyncSender<Member>,
     cache: Option<&Cache>,
+    in_place: u64,
 ) -> WriterResult {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut pos = 0u64;
     let mut synced = 0u64;
     let mut placed = Vec::new();
+    let (mut same, mut left) = (true, 0);
     for (seq, member, ukey) in done {
         pending.insert(seq, (member, ukey));
         while let Some((m, ukey)) = pending.remove(&next) {
+            same &=
+                matches!(m, Member::Cached { coff, clen } if coff == pos && pos + clen <= in_place);
             match &m {
+                _ if same => left = pos + m.len(),
                 Member::Bytes(b) => file.write_all_at(b, pos)?,
                 Member::Cached { coff, clen } => {
                     let from = &cache
@@ -515,7 +554,7 @@ fn write_members(
     }
     // An overwritten file may have been longer.
     file.set_len(pos)?;
-    Ok((pos, placed))
+    Ok((pos, placed, left))
 }
 
 /// `len` bytes from `from` at `src` to `to` at `dst`: in the kernel (`copy_file_range`, no
@@ -578,13 +617,13 @@ fn hash_members(
     tokens: &Mutex<Receiver<()>>,
     pool: &Pool,
     cache: Option<&Cache>,
-) -> Option<([u8; 32], Vec<sha::State>, u64)> {
+) -> Option<Hashed> {
     let mut sha = sha::Sha256::default();
     let mut buf = Vec::new();
     let mut ok = true;
     // Some(n): the archive so far equals the cache archive's first n bytes.
     let mut same = Some(0u64);
-    let mut skipped = 0;
+    let (mut skipped, mut first_diff) = (0, 0);
     let (started, mut busy) = (Instant::now(), Duration::ZERO);
     for m in members {
         let t = Instant::now();
@@ -598,6 +637,7 @@ fn hash_members(
             let resumed;
             (sha, skipped, resumed) = resume(cache, at, &mut buf);
             ok &= resumed;
+            first_diff = at;
             same = None;
         }
         match m {
@@ -618,15 +658,29 @@ fn hash_members(
         ok &= resumed;
     }
     tracing::debug!(
-        "backup: the archive hasher was busy {} of {} ms (resumed after {} MB)",
+        "backup: the archive hasher was busy {} of {} ms",
         busy.as_millis(),
         started.elapsed().as_millis(),
-        skipped >> 20
     );
+    let shared = same.unwrap_or(first_diff);
     ok.then(|| {
         let (digest, states) = sha.finish();
-        (digest, states, skipped)
+        Hashed {
+            digest,
+            states,
+            resumed_at: skipped,
+            shared,
+        }
     })
+}
+
+/// What the hasher found: the archive's SHA-256, its states every `sha::EVERY` bytes, where
+/// hashing resumed, and how many leading bytes the archive shares with the cache archive.
+struct Hashed {
+    digest: [u8; 32],
+    states: Vec<sha::State>,
+    resumed_at: u64,
+    shared: u64,
 }
 
 /// A hasher for an archive whose first `at` bytes are the cache archive's: from the cache's
@@ -1164,6 +1218,18 @@ mod tests {
         let (w3, c3) = archive(&root, &d.path().join("3.tar.gz"), Some(&c2));
         assert_eq!(w3.sha256, w2.sha256);
         assert_eq!(w3.stats.hash_resumed_at, 2 * sha::EVERY);
+
+        // Written over the archive the cache was made from (as over the store's spare file):
+        // the shared start is left in place, and the result is still right.
+        fs::write(root.join("openclaw.json"), b"{\"a\": 3}").unwrap();
+        let (w5, _) = archive(&root, &d.path().join("2.tar.gz"), Some(&c3));
+        assert!(w5.stats.left_in_place > 2 * sha::EVERY, "{:?}", w5.stats);
+        assert_eq!(w5.stats.hash_resumed_at, 2 * sha::EVERY);
+        // Over any other file: everything written.
+        fs::copy(d.path().join("1.tar.gz"), d.path().join("5.tar.gz")).unwrap();
+        let (w6, _) = archive(&root, &d.path().join("5.tar.gz"), Some(&c3));
+        assert_eq!(w6.stats.left_in_place, 0);
+        assert_eq!(w6.sha256, w5.sha256);
 
         // A change at the start: hashed from the beginning.
         let mut changed = noise.clone();
