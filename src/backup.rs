@@ -2,7 +2,7 @@
 //!
 //! Bookkeeping in the meta dir (`<data dir>/.openclaw-space`, never backed up):
 //! - `backup.lock`: flock held by a backup or restore (one at a time, across processes);
-//! - `fingerprint.json`: stat-level view + logical database hashes of the last upload;
+//! - `fingerprint.bin`: stat-level view + logical database hashes of the last upload;
 //! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
 //!   bounded by one archive; usually a hard link to the stored copy);
 //! - `copies/`: the consistent copy of each database that went into the last archive, kept so
@@ -55,7 +55,7 @@ pub enum Outcome {
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 pub(crate) const LOCK: &str = "backup.lock";
-pub(crate) const FINGERPRINT: &str = "fingerprint.json";
+pub(crate) const FINGERPRINT: &str = "fingerprint.bin";
 pub(crate) const CACHE_ARCHIVE: &str = "members.tar.gz";
 pub(crate) const CACHE_INDEX: &str = "members.json";
 pub(crate) const STATE_SHA: &str = "state.sha256";
@@ -256,7 +256,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
                     .iter()
                     .map(|e| newer.get(&e.rel).cloned().unwrap_or_else(|| e.clone()))
                     .collect();
-                write_json(&meta.join(FINGERPRINT), &fp)?;
+                fp.save(&meta.join(FINGERPRINT))?;
             }
             let _ = fs::remove_dir_all(&scratch);
             return Ok(Prepared::Skip);
@@ -384,7 +384,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     if !force && fs::read_to_string(meta.join(STATE_SHA)).is_ok_and(|s| s.trim() == written.sha256)
     {
         // Same bytes as what is stored (e.g. only racily-clean files were re-read).
-        write_json(&meta.join(FINGERPRINT), &fingerprint)?;
+        fingerprint.save(&meta.join(FINGERPRINT))?;
         let _ = fs::remove_dir_all(&scratch);
         return Ok(Prepared::Skip);
     }
@@ -570,11 +570,13 @@ fn commit(job: &Job, p: Ready, force: bool, duration: Duration) -> Result<()> {
     let idx_tmp = meta.join(format!("{CACHE_INDEX}.tmp"));
     fs::write(&idx_tmp, serde_json::to_vec(&index)?)?;
     fs::rename(&idx_tmp, meta.join(CACHE_INDEX))?;
-    write_json(&meta.join(FINGERPRINT), &p.fingerprint)?;
+    p.fingerprint.save(&meta.join(FINGERPRINT))?;
     write_atomic(&meta.join(STATE_SHA), p.sha256.as_bytes())?;
     if force {
         let _ = fs::remove_file(meta.join(BLOCKED));
     }
+    // Written by versions before the binary format.
+    let _ = fs::remove_file(meta.join("fingerprint.json"));
     // The state replaced by the last restore was kept until now (see `restore`).
     if let Some(pre) = crate::restore::pre_restore_dir(&job.state_dir) {
         if pre.exists() {

@@ -183,7 +183,7 @@ fn install(job: &Job, f: &Fetched) -> Result<Outcome> {
     // is neither restored again nor re-uploaded.
     backup::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
     match fingerprint(job) {
-        Ok(fp) => backup::write_json(&job.meta_dir.join(FINGERPRINT), &fp)?,
+        Ok(fp) => fp.save(&job.meta_dir.join(FINGERPRINT))?,
         Err(e) => {
             warn!(
                 "cannot fingerprint the restored state ({e:#}); the next backup uploads it again"

@@ -19,15 +19,16 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rusqlite::{Connection, OpenFlags};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::openclaw::state;
 
+mod codec;
+
 /// The first 16 bytes of every SQLite 3 database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Dir,
     File,
@@ -38,7 +39,7 @@ pub enum Kind {
 
 /// The stat fields that tell whether a file may have changed (restic's rule: mtime alone is
 /// not enough, programs can set it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatId {
     pub size: u64,
     pub mtime_ns: i64,
@@ -58,21 +59,18 @@ impl StatId {
 }
 
 /// One path of the state dir as it will be archived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Relative to the state dir, `/`-separated, hex of the raw bytes (names need not be UTF-8);
     /// empty for the state dir itself.
-    #[serde(with = "hex_bytes")]
     pub rel: Vec<u8>,
     pub kind: Kind,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
     pub stat: StatId,
     /// Symlink target, raw bytes.
-    #[serde(with = "hex_bytes", default, skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<u8>,
     /// For a database: the stat of its `-wal` (a commit may touch only the WAL).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<StatId>,
 }
 
@@ -793,7 +791,7 @@ fn hash_rows(conn: &Connection, table: &str, h: &mut blake3::Hasher) -> rusqlite
 }
 
 /// What the last upload contained: stat-level entries and the logical hash of each database.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Fingerprint {
     pub scan_start_ns: i64,
     pub entries: Vec<Entry>,
@@ -801,23 +799,27 @@ pub struct Fingerprint {
     pub sqlite: BTreeMap<String, String>,
     /// Racily-clean files (path hex -> SHA-256 of the archived content): their stat can't
     /// vouch for them, their content can.
-    #[serde(default)]
     pub racy: BTreeMap<String, String>,
 }
 
 impl Fingerprint {
+    /// The fingerprint saved at `path`; None when there is none or it can't be used (see
+    /// `codec`: the next backup then uploads).
     pub fn load(path: &Path) -> Option<Fingerprint> {
         let bytes = fs::read(path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::warn!(
-                    "ignoring the unreadable fingerprint {}: {e}",
-                    path.display()
-                );
-                None
-            }
+        let fp = codec::decode(&bytes);
+        if fp.is_none() {
+            tracing::warn!(
+                "ignoring the unreadable fingerprint {}; the next backup uploads",
+                path.display()
+            );
         }
+        fp
+    }
+
+    /// Save atomically (temp, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::backup::write_atomic(path, &codec::encode(self))
     }
 
     pub fn by_path(&self) -> HashMap<&[u8], &Entry> {
@@ -863,18 +865,6 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ const CDC_MIN: usize = 64 << 10;
 const CDC_MAX: usize = 1 << 20;
 const CDC_MASK: u64 = !(u64::MAX >> 18);
 /// Fixed chunks of a database copy (a multiple of every SQLite page size).
-const DB_CHUNK: usize = 64 << 10;
+const DB_CHUNK: usize = 256 << 10;
 /// Member buffers in flight between the producer and the hasher (bounds memory: ≈ 2 × CDC_MAX
 /// each). A member taken from the cache holds no buffer once a worker has looked it up, so it
 /// gives its token back there and the cheap part of a small change streams with a deep queue.
