@@ -166,7 +166,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
         .with_context(|| format!("cannot create {}", copies_dir.display()))?;
     // The last fingerprint loads, and the databases that moved since start copying, while the
     // tree is listed.
-    let (prev, early, tree) = std::thread::scope(|s| {
+    let (prev, mut early, tree) = std::thread::scope(|s| {
         let loader = s.spawn(|| {
             let prev = snapshot::Fingerprint::load(&meta.join(FINGERPRINT));
             let early = prev
@@ -181,7 +181,6 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     let mut tree = tree?;
     let prev_map = prev.as_ref().map(Fingerprint::by_path);
     snapshot::classify(&job.state_dir, &mut tree, prev_map.as_ref());
-    let mut early = early;
     if let Some(early) = &early {
         early.restat(&mut tree.entries);
     }
@@ -455,22 +454,18 @@ impl Drop for Early {
 impl Early {
     /// None when no database moved.
     fn start(prev: &Fingerprint, root: &Path, copies_dir: &Path) -> Option<Early> {
-        let moved: Vec<(Entry, PathBuf)> = prev
+        let moved: Vec<Entry> = prev
             .entries
             .iter()
             .filter(|p| p.kind == Kind::Sqlite)
             .filter_map(|p| snapshot::restat_db(root, p).filter(|now| !now.same_stat(p)))
-            .map(|e| {
-                let src = e.path_in(root);
-                (e, src)
-            })
             .collect();
         if moved.is_empty() {
             return None;
         }
         let jobs: Vec<(Vec<u8>, PathBuf)> = moved
             .iter()
-            .map(|(e, src)| (e.rel.clone(), src.clone()))
+            .map(|e| (e.rel.clone(), e.path_in(root)))
             .collect();
         let dir = copies_dir.to_path_buf();
         let done = std::thread::spawn(move || {
@@ -482,7 +477,7 @@ impl Early {
                 .collect()
         });
         Some(Early {
-            entries: moved.into_iter().map(|(e, _)| (e.rel.clone(), e)).collect(),
+            entries: moved.into_iter().map(|e| (e.rel.clone(), e)).collect(),
             done: Some(done),
         })
     }
