@@ -4,7 +4,8 @@
 //! - `backup.lock`: flock held by a backup or restore (one at a time, across processes);
 //! - `fingerprint.bin`: stat-level view + logical database hashes of the last upload;
 //! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
-//!   bounded by one archive; usually a hard link to the stored copy);
+//!   bounded by one archive; usually a hard link to the stored copy), with its SHA-256 state
+//!   every 4 MiB and the file identities that let the next archive resume from it;
 //! - `copies/`: the consistent copy of each database that went into the last archive, kept so
 //!   the next backup rewrites only the pages that changed (see `snapshot::copy_sqlite`);
 //! - `state.sha256`: the backup the local state equals (last upload or restore);

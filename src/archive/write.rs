@@ -19,6 +19,11 @@
 //! the files. The index of the last archive's members lives in the meta dir beside a copy
 //! (usually a hard link) of that archive.
 //!
+//! Shared start: while the new archive is the last one's first bytes (cached members at their
+//! old offsets; entries that change often come last, see `snapshot::archive_order`), the
+//! hasher resumes from the last archive's recorded SHA-256 state (`archive::sha`), and over
+//! the file that archive was written from, the writer leaves those bytes in place.
+//!
 //! Threads: the producer (this module's caller) walks the entries and cuts members; two
 //! workers hash each member and compress it unless the cache has it (`gz`); the writer puts
 //! members back in order into the file and starts their writeback early (so the final fsync
