@@ -996,35 +996,45 @@ mod tests {
         drop(c);
     }
 
+    /// Create each file (and its parent dirs) under `r`.
+    fn files(r: &Path, paths: &[&str]) {
+        for p in paths {
+            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            fs::write(r.join(p), "x").unwrap();
+        }
+    }
+
+    fn names(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .collect()
+    }
+
     #[test]
     fn walk_is_sorted_and_skips_volatile_and_sqlite_side_files() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        for p in [
-            "b/x",
-            "a/y",
-            "cache/z",
-            "tmp/l",
-            "g.lock",
-            "agents/k.lock.sqlite",
-            "openclaw.json.rejected.1",
-            "keep.md",
-        ] {
-            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
-            fs::write(r.join(p), "x").unwrap();
-        }
+        files(
+            r,
+            &[
+                "b/x",
+                "a/y",
+                "cache/z",
+                "tmp/l",
+                "g.lock",
+                "agents/k.lock.sqlite",
+                "openclaw.json.rejected.1",
+                "keep.md",
+            ],
+        );
         let c = Connection::open(r.join("db.sqlite")).unwrap();
         c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
             .unwrap();
         let skip = excludes(&["b/**".to_string()]).unwrap();
         let t = walk(r, &skip, None).unwrap();
-        let names: Vec<String> = t
-            .entries
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
-            .collect();
         assert_eq!(
-            names,
+            names(&t.entries),
             ["", "a", "a/y", "agents", "b", "db.sqlite", "keep.md"]
         );
         let db = t.entries.iter().find(|e| e.rel == b"db.sqlite").unwrap();
@@ -1040,17 +1050,17 @@ mod tests {
     fn archive_order_puts_databases_config_and_sessions_last() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        for p in [
-            "agents/main/agent/models.json",
-            "agents/main/sessions/s1.jsonl",
-            "media/a.bin",
-            "openclaw.json",
-            "openclaw.json.bak",
-            "workspace/notes.md",
-        ] {
-            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
-            fs::write(r.join(p), "x").unwrap();
-        }
+        files(
+            r,
+            &[
+                "agents/main/agent/models.json",
+                "agents/main/sessions/s1.jsonl",
+                "media/a.bin",
+                "openclaw.json",
+                "openclaw.json.bak",
+                "workspace/notes.md",
+            ],
+        );
         fs::create_dir_all(r.join("state")).unwrap();
         Connection::open(r.join("state/openclaw.sqlite"))
             .unwrap()
@@ -1058,13 +1068,8 @@ mod tests {
             .unwrap();
         let mut t = walk(r, &GlobSet::empty(), None).unwrap();
         let settled = archive_order(&mut t.entries);
-        let names: Vec<String> = t
-            .entries
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
-            .collect();
         assert_eq!(
-            names,
+            names(&t.entries),
             [
                 "",
                 "agents",

@@ -167,13 +167,16 @@ pub struct FileId {
 
 impl FileId {
     pub fn of(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::from_meta(&fs::metadata(path)?))
+    }
+
+    fn from_meta(m: &fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
-        let m = fs::metadata(path)?;
-        Ok(FileId {
+        FileId {
             ino: m.ino(),
             size: m.size(),
             mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        })
+        }
     }
 }
 
@@ -196,10 +199,10 @@ impl Cache {
     pub fn open(archive: &Path, index: &Path) -> Option<Cache> {
         let idx: Index = serde_json::from_slice(&fs::read(index).ok()?).ok()?;
         let file = File::open(archive).ok()?;
-        let changed = idx
-            .file
-            .is_some_and(|f| FileId::of(archive).ok() != Some(f));
-        if idx.format != format_id() || file.metadata().ok()?.len() != idx.size || changed {
+        // The open file's own stat: size, and identity when the index recorded one.
+        let now = FileId::from_meta(&file.metadata().ok()?);
+        let changed = idx.file.is_some_and(|f| f != now);
+        if idx.format != format_id() || now.size != idx.size || changed {
             tracing::debug!(
                 "member cache {} does not match; not reusing",
                 archive.display()
