@@ -629,24 +629,22 @@ fn hash_members(
     let mut sha = sha::Sha256::default();
     let mut buf = Vec::new();
     let mut ok = true;
-    // Some(n): the archive so far equals the cache archive's first n bytes.
-    let mut same = Some(0u64);
-    let (mut skipped, mut first_diff) = (0, 0);
+    // The archive's first `shared` bytes are the cache archive's; `parted` once one differs.
+    let (mut shared, mut parted, mut skipped) = (0u64, false, 0);
     let (started, mut busy) = (Instant::now(), Duration::ZERO);
     for m in members {
         let t = Instant::now();
-        if let Some(at) = same {
+        if !parted {
             if let Member::Cached { coff, clen } = m {
-                if coff == at {
-                    same = Some(at + clen);
+                if coff == shared {
+                    shared += clen;
                     continue;
                 }
             }
             let resumed;
-            (sha, skipped, resumed) = resume(cache, at, &mut buf);
+            (sha, skipped, resumed) = resume(cache, shared, &mut buf);
             ok &= resumed;
-            first_diff = at;
-            same = None;
+            parted = true;
         }
         match m {
             Member::Bytes(b) => {
@@ -660,9 +658,9 @@ fn hash_members(
         }
         busy += t.elapsed();
     }
-    if let Some(at) = same {
+    if !parted {
         let resumed;
-        (sha, skipped, resumed) = resume(cache, at, &mut buf);
+        (sha, skipped, resumed) = resume(cache, shared, &mut buf);
         ok &= resumed;
     }
     tracing::debug!(
@@ -670,7 +668,6 @@ fn hash_members(
         busy.as_millis(),
         started.elapsed().as_millis(),
     );
-    let shared = same.unwrap_or(first_diff);
     ok.then(|| {
         let (digest, states) = sha.finish();
         Hashed {
