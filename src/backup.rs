@@ -6,6 +6,9 @@
 //! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
 //!   bounded by one archive; usually a hard link to the stored copy), with its SHA-256 state
 //!   every 4 MiB and the file identities that let the next archive resume from it;
+//! - `spare.tar.gz`: after a backup with no predecessor to build on (the first), a copy of it
+//!   for the next archive to be written over in place, when the store keeps local files (it
+//!   offers its older versions from then on; see `Store::spare_archive`);
 //! - `copies/`: the consistent copy of each database that went into the last archive, kept so
 //!   the next backup rewrites only the pages that changed (see `snapshot::copy_sqlite`);
 //! - `state.sha256`: the backup the local state equals (last upload or restore);
@@ -61,6 +64,7 @@ pub(crate) const CACHE_ARCHIVE: &str = "members.tar.gz";
 pub(crate) const CACHE_INDEX: &str = "members.json";
 pub(crate) const STATE_SHA: &str = "state.sha256";
 pub(crate) const BLOCKED: &str = "restore-failed";
+pub(crate) const SPARE: &str = "spare.tar.gz";
 const RECORD: &str = "last-backup.json";
 const SCRATCH: &str = "scratch";
 const COPIES: &str = "copies";
@@ -88,8 +92,11 @@ pub async fn backup_once(job: &Job, store: &dyn Store, force: bool) -> anyhow::R
         );
     }
     let j = job.clone();
-    let spare = store.spare_archive();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&j, force, spare))
+    let spares = Spares {
+        store: store.spare_archive(),
+        keep: store.offers_spares(),
+    };
+    let prepared = tokio::task::spawn_blocking(move || prepare(&j, force, spares))
         .await
         .context("backup task failed")??;
     let p = match prepared {
@@ -149,6 +156,8 @@ enum Prepared {
 
 struct Ready {
     archive: PathBuf,
+    /// A copy of `archive` to keep as `SPARE` (its index's `prev`).
+    spare: Option<PathBuf>,
     sha256: String,
     size: u64,
     files: u64,
@@ -157,8 +166,16 @@ struct Ready {
     fingerprint: Fingerprint,
 }
 
-/// Walk, decide, archive (blocking). `spare`: see `Store::spare_archive`.
-fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
+/// Old archive files the new one may be written over (see `take_over`).
+struct Spares {
+    /// The store's (`Store::spare_archive`).
+    store: Option<PathBuf>,
+    /// Keep a spare copy of an archive that has no file to follow it (`Store::offers_spares`).
+    keep: bool,
+}
+
+/// Walk, decide, archive (blocking).
+fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
     let meta = &job.meta_dir;
     let started = Instant::now();
     let skip = snapshot::excludes(&job.excludes)?;
@@ -341,9 +358,24 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
         .as_ref()
         .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
     let out = scratch.join("archive.tar.gz");
-    if spare.is_some_and(|s| take_over(&s, &out)) {
-        tracing::debug!("backup: overwriting the store's spare archive file in place");
+    // Our own spare is only worth its disk space while the cache's `prev` names it.
+    let own = meta.join(SPARE);
+    let own_fits = cache
+        .as_ref()
+        .and_then(Cache::prev_file)
+        .is_some_and(|f| awrite::FileId::of(&own).ok() == Some(f));
+    if !own_fits {
+        let _ = fs::remove_file(&own);
     }
+    if own_fits && take_over(&own, &out) || spares.store.is_some_and(|s| take_over(&s, &out)) {
+        tracing::debug!("backup: overwriting a spare archive file in place");
+    }
+    // With no cache file to follow this archive (none, or one of unknown identity), the
+    // store's next spare won't hold its bytes: write a copy that will.
+    let spare = (spares.keep
+        && cache.as_ref().and_then(Cache::id).is_none()
+        && awrite::this_boot().is_some())
+    .then(|| scratch.join(SPARE));
     let settled = snapshot::archive_order(&mut tree.entries);
     let src = Source {
         root: &job.state_dir,
@@ -354,7 +386,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
         hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
     };
     let t = Instant::now();
-    let written = awrite::write(&src, cache.as_ref(), &out);
+    let written = awrite::write(&src, cache.as_ref(), &out, spare.as_deref());
     if let Ok(w) = &written {
         tracing::debug!(
             "backup: archive written in {} ms ({} MB left in place, hash resumed after {} MB)",
@@ -390,6 +422,7 @@ fn prepare(job: &Job, force: bool, spare: Option<PathBuf>) -> Result<Prepared> {
     }
     Ok(Prepared::Archive(Box::new(Ready {
         archive: out,
+        spare,
         sha256: written.sha256,
         size: written.size,
         files: written.files,
@@ -561,6 +594,10 @@ fn commit(job: &Job, p: Ready, force: bool, duration: Duration) -> Result<()> {
     fs::rename(&p.archive, &cache)?;
     // The cache must survive a power cut intact before the index points into it.
     File::open(&cache)?.sync_all()?;
+    if let Some(spare) = &p.spare {
+        // Not synced: the index trusts it for this boot only.
+        fs::rename(spare, meta.join(SPARE))?;
+    }
     let mut index = p.index;
     index.file = Some(awrite::FileId::of(&cache)?);
     let idx_tmp = meta.join(format!("{CACHE_INDEX}.tmp"));

@@ -211,6 +211,10 @@ impl Store for DirStore {
         .map_err(|e| StoreError::Other(format!("put task failed: {e}")))?
     }
 
+    fn offers_spares(&self) -> bool {
+        true
+    }
+
     fn spare_archive(&self) -> Option<PathBuf> {
         // `prune` keeps the newest `KEEP` versions: once a new one is put, every version but
         // today's newest goes. Offer the newest of those (most likely still in the page cache).

@@ -92,6 +92,13 @@ pub trait Store: Send + Sync {
     fn spare_archive(&self) -> Option<PathBuf> {
         None
     }
+
+    /// Whether `spare_archive` ever offers a file (the store keeps its archives on this
+    /// machine). While it has none to offer (after its first backup), the backup keeps a
+    /// spare copy itself (see `backup::SPARE`).
+    fn offers_spares(&self) -> bool {
+        false
+    }
 }
 
 /// Build the configured store, or None when backups are off.
