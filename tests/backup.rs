@@ -345,6 +345,53 @@ fn successive_backups_recycle_the_oldest_version_file_intact() {
 }
 
 #[test]
+fn the_backup_after_the_first_is_written_over_a_spare_copy() {
+    let t = Env::new();
+    let a = t.data("a");
+    let state = a.join(".openclaw");
+    drop(make_state(&state));
+    write(&state.join("media/big.bin"), noise(12 << 20, 3));
+    t.ok(&a, &["backup"]);
+    // The store holds one version, so the first backup left a copy of its settled start.
+    let spare = a.join(".openclaw-space/spare.tar.gz");
+    assert!(fs::metadata(&spare).unwrap().len() > 12 << 20);
+
+    write(
+        &state.join("openclaw.json"),
+        "{\"gateway\": {\"port\": 7861}}\n",
+    );
+    let out = t
+        .cmd(&a, &["backup"])
+        .env("ENTRYPOINT_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let left: u64 = log
+        .split_once("MB left in place")
+        .and_then(|(before, _)| before.rsplit('(').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no in-place line in {log}"));
+    assert!(left >= 12, "{left} MB left in place");
+    assert!(!spare.exists(), "the spare became the new archive");
+    let v2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(latest_sha(&t.store), v2["sha256"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(Sha256::digest(
+            fs::read(t.store.join("latest_backup.tar.gz")).unwrap()
+        )),
+        latest_sha(&t.store)
+    );
+    let b = t.data("b");
+    assert_eq!(result(&t.ok(&b, &["restore"])), "restored");
+    for f in ["openclaw.json", "media/big.bin"] {
+        assert_eq!(
+            fs::read(b.join(".openclaw").join(f)).unwrap(),
+            fs::read(state.join(f)).unwrap()
+        );
+    }
+}
+
+#[test]
 fn change_detection_ignores_the_lease_heartbeat() {
     let t = Env::new();
     let a = t.data("a");

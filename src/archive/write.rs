@@ -992,7 +992,11 @@ impl Producer<'_, '_> {
             .items
             .iter()
             .any(|(i, _, _)| self.src.entries[*i].kind == Kind::Sqlite);
-        self.emit_raw((!has_db).then_some(skey), false, buf)
+        let racy = g
+            .items
+            .iter()
+            .any(|(i, _, _)| self.hash_racy(&self.src.entries[*i]));
+        self.emit_raw((!has_db).then_some(skey), racy, false, buf)
     }
 
     /// A big entry: its members (chained stat keys) from the cache, or content-defined chunks.
@@ -1034,10 +1038,11 @@ impl Producer<'_, '_> {
             }
         }
         let pad = pad512(len) - len;
+        let racy = self.hash_racy(e);
         // Content hash only for racily-clean files (see `Written::racy`).
         let mut data = HashRead {
             inner: self.data_reader(e, len)?,
-            h: self.hash_racy(e).then(Sha256::new),
+            h: racy.then(Sha256::new),
         };
         let mut r = io::Cursor::new(hdr)
             .chain(&mut data)
@@ -1079,7 +1084,7 @@ impl Producer<'_, '_> {
             buf.truncate(cut);
             let last = eof && rest.is_empty();
             let chunk = std::mem::replace(&mut buf, rest);
-            self.emit_raw(keyed.then(|| part_key(n)), last, chunk)?;
+            self.emit_raw(keyed.then(|| part_key(n)), racy, last, chunk)?;
             n += 1;
             if last {
                 break;
@@ -1133,11 +1138,17 @@ impl Producer<'_, '_> {
     /// Uncompressed member bytes: a worker hashes them and reuses or compresses.
     /// Content keys let a later backup reuse a member whose files were rewritten unchanged,
     /// and databases' chunks (which have no stat key) at all. Without any cache (a first
-    /// backup) a stat-keyed member goes without: the next backup reuses it by stat, and hashes
-    /// what it can't.
-    fn emit_raw(&mut self, skey: Option<String>, last: bool, buf: Vec<u8>) -> Result<()> {
+    /// backup) a stat-keyed member goes without, unless it holds racily-clean bytes (`racy`):
+    /// the next backup reuses it by stat, and can't by stat only what it can by content.
+    fn emit_raw(
+        &mut self,
+        skey: Option<String>,
+        racy: bool,
+        last: bool,
+        buf: Vec<u8>,
+    ) -> Result<()> {
         let ulen = buf.len() as u64;
-        let keyed = self.cache.is_some() || skey.is_none();
+        let keyed = self.cache.is_some() || skey.is_none() || racy;
         self.send(Meta { skey, ulen, last }, Work::Raw(buf, keyed))
     }
 
@@ -1271,6 +1282,15 @@ mod tests {
 
     /// Write the archive of `root` to `out` (with `cache`), keep it as a cache, return it.
     fn archive(root: &Path, out: &Path, cache: Option<&Cache>) -> (Written, Cache) {
+        archive_with_spare(root, out, cache, None)
+    }
+
+    fn archive_with_spare(
+        root: &Path,
+        out: &Path,
+        cache: Option<&Cache>,
+        spare: Option<&Path>,
+    ) -> (Written, Cache) {
         let no_db = |_: &[u8]| -> Result<PathBuf> { Err(anyhow!("no databases here")) };
         let mut tree = snapshot::walk(root, &globset::GlobSet::empty(), None).unwrap();
         let settled = snapshot::archive_order(&mut tree.entries);
@@ -1283,7 +1303,7 @@ mod tests {
             racy_since_ns: i64::MAX,
             hash_since_ns: 0,
         };
-        let mut w = write(&src, cache, out, None).unwrap();
+        let mut w = write(&src, cache, out, spare).unwrap();
         let on_disk = hex::encode(Sha256::digest(fs::read(out).unwrap()));
         assert_eq!(
             w.sha256, on_disk,
@@ -1348,6 +1368,46 @@ mod tests {
         // A cache file changed after its index was written is not used at all.
         fs::write(d.path().join("3.tar.gz"), b"not the archive").unwrap();
         assert!(Cache::open(&d.path().join("3.tar.gz"), &d.path().join("3.json")).is_none());
+    }
+
+    #[test]
+    fn a_spare_copy_of_the_settled_part_is_written_over_next_time() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join(".openclaw");
+        fs::create_dir_all(root.join("media")).unwrap();
+        let mut x = 5u64;
+        let noise: Vec<u8> = (0..10 << 20)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        fs::write(root.join("media/big.bin"), &noise).unwrap();
+        fs::write(root.join("openclaw.json"), b"{\"a\": 1}").unwrap();
+        let (out, spare) = (d.path().join("1.tar.gz"), d.path().join("spare.tar.gz"));
+        let (w1, c1) = archive_with_spare(&root, &out, None, Some(&spare));
+        // The spare holds the settled part (media), not openclaw.json, which goes last.
+        let prev = w1.index.prev.clone().unwrap();
+        let copy = fs::read(&spare).unwrap();
+        assert_eq!(copy.len() as u64, prev.same);
+        assert!(prev.same > 10 << 20 && prev.same < w1.size, "{prev:?}");
+        assert_eq!(copy[..], fs::read(&out).unwrap()[..copy.len()]);
+        assert_eq!(prev.file, FileId::of(&spare).unwrap());
+        assert!(prev.boot.is_some() && prev.boot == this_boot());
+        assert_eq!(c1.prev_file(), Some(prev.file));
+
+        // The next archive, written over the spare, leaves the settled part where it is.
+        fs::write(root.join("openclaw.json"), b"{\"a\": 2}").unwrap();
+        let (w2, _) = archive(&root, &spare, Some(&c1));
+        assert!(w2.stats.left_in_place >= 10 << 20, "{:?}", w2.stats);
+
+        // Never synced, so not trusted after a reboot (another boot id).
+        let idx = out.with_extension("json");
+        let mut index: Index = serde_json::from_slice(&fs::read(&idx).unwrap()).unwrap();
+        index.prev.as_mut().unwrap().boot = Some("another-boot".into());
+        fs::write(&idx, serde_json::to_vec(&index).unwrap()).unwrap();
+        let c = Cache::open(&out, &idx).unwrap();
+        assert_eq!(c.prev_file(), None);
     }
 
     #[test]
