@@ -6,9 +6,9 @@
 //! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
 //!   bounded by one archive; usually a hard link to the stored copy), with its SHA-256 state
 //!   every 4 MiB and the file identities that let the next archive resume from it;
-//! - `spare.tar.gz`: after a backup with no predecessor to build on (the first), a copy of it
-//!   for the next archive to be written over in place, when the store keeps local files (it
-//!   offers its older versions from then on; see `Store::spare_archive`);
+//! - `spare.tar.gz`: after a backup with no predecessor to build on (the first), a copy of its
+//!   settled start for the next archive to be written over in place, when the store keeps
+//!   local files (it offers its older versions from then on; see `Store::spare_archive`);
 //! - `copies/`: the consistent copy of each database that went into the last archive, kept so
 //!   the next backup rewrites only the pages that changed (see `snapshot::copy_sqlite`);
 //! - `state.sha256`: the backup the local state equals (last upload or restore);
@@ -367,7 +367,7 @@ fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
     if !own_fits {
         let _ = fs::remove_file(&own);
     }
-    if own_fits && take_over(&own, &out) || spares.store.is_some_and(|s| take_over(&s, &out)) {
+    if (own_fits && take_over(&own, &out)) || spares.store.is_some_and(|s| take_over(&s, &out)) {
         tracing::debug!("backup: overwriting a spare archive file in place");
     }
     // With no cache file to follow this archive (none, or one of unknown identity), the
