@@ -280,6 +280,13 @@ fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
         }
     }
 
+    // The last fingerprint has done its part: freed before the archive's buffers peak.
+    let racy_since_ns = prev
+        .as_ref()
+        .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
+    drop(prev_map);
+    drop(prev);
+
     // Something changed: copy the remaining databases on another thread, in archive order,
     // while the archive is written (the writer waits for a copy only when it reaches that
     // database), then hash them for the fingerprint.
@@ -354,9 +361,6 @@ fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
         }
     };
     let cache = Cache::open(&meta.join(CACHE_ARCHIVE), &meta.join(CACHE_INDEX));
-    let racy_since_ns = prev
-        .as_ref()
-        .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
     let out = scratch.join("archive.tar.gz");
     // Our own spare is only worth its disk space while the cache's `prev` names it.
     let own = meta.join(SPARE);
