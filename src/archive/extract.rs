@@ -97,8 +97,12 @@ const HANDOFF_MAX: u64 = 1 << 20;
 /// Writer threads: creating files is mostly system time, which two cores share.
 const WRITERS: usize = 2;
 
-/// A file for a writer thread to create.
+/// A file for a writer thread to fill: created already, by the extracting thread. Creating a
+/// file takes its directory's lock, and on ext4 soon after many deletions the inode search
+/// under that lock can be slow: writer threads creating files side by side then spent more
+/// CPU spinning on each other's lock than writing.
 struct FileJob {
+    file: File,
     dest: PathBuf,
     data: Vec<u8>,
     mode: u32,
@@ -135,7 +139,7 @@ impl Writers {
                     Err(_) => return,
                 };
                 let Ok(job) = job else { return };
-                let r = write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime);
+                let r = fill_file(job.file, &job.dest, &mut &job.data[..], job.mode, job.mtime);
                 let (lock, cv) = &*state;
                 if let Ok(mut st) = lock.lock() {
                     st.pending -= 1;
@@ -156,7 +160,8 @@ impl Writers {
     fn write(&self, job: FileJob) -> Result<()> {
         self.check()?;
         let Some(tx) = &self.tx else {
-            return write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime).map(drop);
+            return fill_file(job.file, &job.dest, &mut &job.data[..], job.mode, job.mtime)
+                .map(drop);
         };
         if let Ok(mut st) = self.state.0.lock() {
             st.pending += 1;
@@ -201,14 +206,24 @@ impl Writers {
 /// Create `dest` (never through a symlink, never over an existing file) with `data`, `mode`
 /// and `mtime`; returns the bytes written.
 fn write_file(dest: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<u64> {
-    let mut f = OpenOptions::new()
+    fill_file(create_file(dest)?, dest, data, mode, mtime)
+}
+
+/// Create `dest`, empty, never through a symlink, never over an existing file.
+fn create_file(dest: &Path) -> Result<File> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(dest)
-        .with_context(|| format!("cannot create {} (duplicate entry?)", dest.display()))?;
-    let n = io::copy(data, &mut f).context("cannot extract the data")?;
+        .with_context(|| format!("cannot create {} (duplicate entry?)", dest.display()))
+}
+
+/// Write `data` into the new file `f` (at `dest`), then set its mode and mtime.
+fn fill_file(mut f: File, dest: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<u64> {
+    let n = io::copy(data, &mut f)
+        .with_context(|| format!("cannot extract the data of {}", dest.display()))?;
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
     Ok(n)
@@ -333,6 +348,7 @@ impl Extractor<'_> {
                             .context("cannot read the data")?;
                         let n = data.len() as u64;
                         self.writers.write(FileJob {
+                            file: create_file(&dest)?,
                             dest,
                             data,
                             mode,
