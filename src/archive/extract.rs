@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -97,12 +98,11 @@ const HANDOFF_MAX: u64 = 1 << 20;
 /// Writer threads: creating files is mostly system time, which two cores share.
 const WRITERS: usize = 2;
 
-/// A file for a writer thread to fill: created already, by the extracting thread. Creating a
-/// file takes its directory's lock, and on ext4 soon after many deletions the inode search
-/// under that lock can be slow: writer threads creating files side by side then spent more
-/// CPU spinning on each other's lock than writing.
+/// A file for a writer thread to create. Creating a file takes its directory's lock, and on
+/// ext4 soon after many deletions the inode search under that lock can be slow: writers
+/// creating files in one directory side by side spent more CPU spinning on each other's lock
+/// than writing. So each directory's files go to one writer (see `Writers::write`).
 struct FileJob {
-    file: File,
     dest: PathBuf,
     data: Vec<u8>,
     mode: u32,
@@ -112,7 +112,8 @@ struct FileJob {
 /// Threads that create files handed to them. The first error is kept and reported by `check`
 /// or `finish`; `barrier` waits until every handed-over file exists (before a hard link).
 struct Writers {
-    tx: Option<SyncSender<FileJob>>,
+    /// One queue per writer thread; empty when files are written on the calling thread.
+    txs: Vec<SyncSender<FileJob>>,
     state: Arc<(Mutex<WriterState>, Condvar)>,
 }
 
@@ -125,44 +126,38 @@ struct WriterState {
 impl Writers {
     fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, n: usize) -> Writers {
         let state = Arc::new((Mutex::new(WriterState::default()), Condvar::new()));
-        if n == 0 {
-            return Writers { tx: None, state };
-        }
-        let (tx, rx) = sync_channel::<FileJob>(8);
-        let rx = Arc::new(Mutex::new(rx));
+        let mut txs = Vec::new();
         for _ in 0..n {
-            let rx = Arc::clone(&rx);
+            let (tx, rx) = sync_channel::<FileJob>(4);
+            txs.push(tx);
             let state = Arc::clone(&state);
-            s.spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(r) => r.recv(),
-                    Err(_) => return,
-                };
-                let Ok(job) = job else { return };
-                let r = fill_file(job.file, &job.dest, &mut &job.data[..], job.mode, job.mtime);
-                let (lock, cv) = &*state;
-                if let Ok(mut st) = lock.lock() {
-                    st.pending -= 1;
-                    if let Err(e) = r {
-                        st.error.get_or_insert(format!("{e:#}"));
+            s.spawn(move || {
+                for job in rx {
+                    let r = write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime);
+                    let (lock, cv) = &*state;
+                    if let Ok(mut st) = lock.lock() {
+                        st.pending -= 1;
+                        if let Err(e) = r {
+                            st.error.get_or_insert(format!("{e:#}"));
+                        }
+                        cv.notify_all();
                     }
-                    cv.notify_all();
                 }
             });
         }
-        Writers {
-            tx: Some(tx),
-            state,
-        }
+        Writers { txs, state }
     }
 
     /// Hand a file over, or write it here when there are no writer threads.
     fn write(&self, job: FileJob) -> Result<()> {
         self.check()?;
-        let Some(tx) = &self.tx else {
-            return fill_file(job.file, &job.dest, &mut &job.data[..], job.mode, job.mtime)
-                .map(drop);
-        };
+        if self.txs.is_empty() {
+            return write_file(&job.dest, &mut &job.data[..], job.mode, job.mtime).map(drop);
+        }
+        // Files of one directory always go to the same writer.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        job.dest.parent().hash(&mut h);
+        let tx = &self.txs[(h.finish() % self.txs.len() as u64) as usize];
         if let Ok(mut st) = self.state.0.lock() {
             st.pending += 1;
         }
@@ -198,7 +193,7 @@ impl Writers {
     /// Stop the threads (they finish what they were handed) and report their first error.
     fn finish(&mut self) -> Result<()> {
         let r = self.barrier();
-        self.tx = None;
+        self.txs.clear();
         r
     }
 }
@@ -206,24 +201,14 @@ impl Writers {
 /// Create `dest` (never through a symlink, never over an existing file) with `data`, `mode`
 /// and `mtime`; returns the bytes written.
 fn write_file(dest: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<u64> {
-    fill_file(create_file(dest)?, dest, data, mode, mtime)
-}
-
-/// Create `dest`, empty, never through a symlink, never over an existing file.
-fn create_file(dest: &Path) -> Result<File> {
-    OpenOptions::new()
+    let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(dest)
-        .with_context(|| format!("cannot create {} (duplicate entry?)", dest.display()))
-}
-
-/// Write `data` into the new file `f` (at `dest`), then set its mode and mtime.
-fn fill_file(mut f: File, dest: &Path, data: &mut dyn Read, mode: u32, mtime: u64) -> Result<u64> {
-    let n = io::copy(data, &mut f)
-        .with_context(|| format!("cannot extract the data of {}", dest.display()))?;
+        .with_context(|| format!("cannot create {} (duplicate entry?)", dest.display()))?;
+    let n = io::copy(data, &mut f).context("cannot extract the data")?;
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
     Ok(n)
@@ -348,7 +333,6 @@ impl Extractor<'_> {
                             .context("cannot read the data")?;
                         let n = data.len() as u64;
                         self.writers.write(FileJob {
-                            file: create_file(&dest)?,
                             dest,
                             data,
                             mode,
