@@ -388,7 +388,7 @@ pub fn write(
     let settled_seq = AtomicU64::new(u64::MAX);
     let settled_seq = &settled_seq;
     let copy = match spare {
-        Some(p) => Some(Copy {
+        Some(p) => Some(SpareCopy {
             file: File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
             until: settled_seq,
         }),
@@ -587,7 +587,7 @@ struct Placed {
 }
 
 /// The spare copy (see `write`): members before sequence number `until` go in.
-struct Copy<'a> {
+struct SpareCopy<'a> {
     file: File,
     until: &'a AtomicU64,
 }
@@ -597,7 +597,7 @@ struct Copy<'a> {
 /// archive's: while the archive so far is too, cached members there are left as they are.
 fn write_members(
     file: File,
-    copy: Option<Copy>,
+    copy: Option<SpareCopy>,
     done: Receiver<Done>,
     hasher: SyncSender<Member>,
     cache: Option<&Cache>,
