@@ -515,16 +515,18 @@ pub fn write(
                 sha_states: hashed.states.iter().map(sha::state_hex).collect(),
                 // Set once the file is in its final place (`commit`).
                 file: None,
-                prev: match (spare, this_boot()) {
-                    (Some(p), Some(boot)) => Some(Prev {
-                        file: FileId::of(p)
-                            .with_context(|| format!("cannot stat {}", p.display()))?,
-                        same: copied,
-                        boot: Some(boot),
-                    }),
+                prev: match spare {
                     // An unsynced copy is never trusted without a boot to tie it to.
-                    (Some(_), None) => None,
-                    (None, _) => cache.and_then(|c| c.id).map(|file| Prev {
+                    Some(p) => match this_boot() {
+                        Some(boot) => Some(Prev {
+                            file: FileId::of(p)
+                                .with_context(|| format!("cannot stat {}", p.display()))?,
+                            same: copied,
+                            boot: Some(boot),
+                        }),
+                        None => None,
+                    },
+                    None => cache.and_then(|c| c.id).map(|file| Prev {
                         file,
                         same: hashed.shared,
                         boot: None,
