@@ -1320,12 +1320,13 @@ mod tests {
         (w, c)
     }
 
-    #[test]
-    fn the_hash_resumes_after_the_unchanged_start_of_the_last_archive() {
+    /// A state dir with 10 MiB of incompressible `media/big.bin` (settled) and a small
+    /// `openclaw.json` (archived last); returns the dir, the state root and the media bytes.
+    fn media_and_config(seed: u64) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join(".openclaw");
         fs::create_dir_all(root.join("media")).unwrap();
-        let mut x = 3u64;
+        let mut x = seed;
         let noise: Vec<u8> = (0..10 << 20)
             .map(|_| {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -1334,6 +1335,12 @@ mod tests {
             .collect();
         fs::write(root.join("media/big.bin"), &noise).unwrap();
         fs::write(root.join("openclaw.json"), b"{\"a\": 1}").unwrap();
+        (d, root, noise)
+    }
+
+    #[test]
+    fn the_hash_resumes_after_the_unchanged_start_of_the_last_archive() {
+        let (d, root, noise) = media_and_config(3);
         let (w1, c1) = archive(&root, &d.path().join("1.tar.gz"), None);
         assert_eq!(w1.stats.hash_resumed_at, 0);
         assert_eq!(w1.index.sha_states.len() as u64, w1.size / sha::EVERY);
@@ -1376,18 +1383,7 @@ mod tests {
 
     #[test]
     fn a_spare_copy_of_the_settled_part_is_written_over_next_time() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join(".openclaw");
-        fs::create_dir_all(root.join("media")).unwrap();
-        let mut x = 5u64;
-        let noise: Vec<u8> = (0..10 << 20)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                (x >> 56) as u8
-            })
-            .collect();
-        fs::write(root.join("media/big.bin"), &noise).unwrap();
-        fs::write(root.join("openclaw.json"), b"{\"a\": 1}").unwrap();
+        let (d, root, _) = media_and_config(5);
         let (out, spare) = (d.path().join("1.tar.gz"), d.path().join("spare.tar.gz"));
         let (w1, c1) = archive_with_spare(&root, &out, None, Some(&spare));
         // The spare holds the settled part (media), not openclaw.json, which goes last.
