@@ -9,8 +9,8 @@
 //! - `spare.tar.gz`: after a backup with no predecessor to build on (the first), a copy of its
 //!   settled start for the next archive to be written over in place, when the store keeps
 //!   local files (it offers its older versions from then on; see `Store::spare_archive`);
-//! - `copies/`: the consistent copy of each database that went into the last archive, kept so
-//!   the next backup rewrites only the pages that changed (see `snapshot::copy_sqlite`);
+//! - `copies/`: the verified copy of each database that went into the last archive, kept so
+//!   the next backup rewrites only the pages that changed (see `livedb::copy`);
 //! - `state.sha256`: the backup the local state equals (last upload or restore);
 //! - `restore-failed`: present after a failed restore; blocks non-forced uploads, so an empty
 //!   or stale local state never replaces a good backup;
@@ -28,6 +28,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::archive::write::{self as awrite, Cache, Source};
+use crate::livedb;
 use crate::snapshot::{self, Entry, Fingerprint, Kind};
 use crate::store::Store;
 
@@ -174,236 +175,190 @@ struct Spares {
     keep: bool,
 }
 
-/// Walk, decide, archive (blocking).
+/// Scan, decide, archive (blocking). The stages, in order:
+/// 1. `scan`: list the tree (beside loading the last fingerprint) and classify it: every
+///    file that could be a database is sniffed here, before any copy starts (`livedb`'s rule);
+/// 2. `unchanged`: the stat-level decision; databases whose stat moved are copied (verified)
+///    and compared by logical hash;
+/// 3. `build`: the remaining databases are copied beside the archive, which waits for a copy
+///    only when it reaches that database; the fingerprint takes the copies' hashes.
 fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
     let meta = &job.meta_dir;
+    let copies = Copies::open(meta)?;
+    let (prev, tree) = scan(job)?;
+    copies.prune(&tree.entries)?;
+    let scratch = meta.join(SCRATCH);
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let mut copier = livedb::Copier::start();
+    if let (Some(prev), false) = (&prev, force) {
+        if unchanged(job, prev, &tree, &copier, &copies)? {
+            drop(copier);
+            let _ = fs::remove_dir_all(&scratch);
+            return Ok(Prepared::Skip);
+        }
+    }
+    // The last fingerprint has done its part: freed before the archive's buffers peak.
+    let racy_since_ns = prev
+        .as_ref()
+        .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
+    drop(prev);
+    let plan = Plan {
+        racy_since_ns,
+        force,
+        spares,
+    };
+    build(job, tree, &mut copier, &copies, &scratch, plan)
+}
+
+/// What stage 3 takes from the ones before it.
+struct Plan {
+    /// Files changed since this time (ns) can't be trusted by stat (the last scan's window).
+    racy_since_ns: i64,
+    /// Upload even when the archive equals the stored backup.
+    force: bool,
+    spares: Spares,
+}
+
+/// Stage 1: the tree, classified, and the last fingerprint (loaded while the tree is listed).
+fn scan(job: &Job) -> Result<(Option<Fingerprint>, snapshot::Tree)> {
     let started = Instant::now();
     let skip = snapshot::excludes(&job.excludes)?;
-    let copies_dir = meta.join(COPIES);
-    fs::create_dir_all(&copies_dir)
-        .with_context(|| format!("cannot create {}", copies_dir.display()))?;
-    // The last fingerprint loads, and the databases that moved since start copying, while the
-    // tree is listed.
-    let (prev, mut early, tree) = std::thread::scope(|s| {
-        let loader = s.spawn(|| {
-            let prev = snapshot::Fingerprint::load(&meta.join(FINGERPRINT));
-            let early = prev
-                .as_ref()
-                .and_then(|p| Early::start(p, &job.state_dir, &copies_dir));
-            (prev, early)
-        });
+    let (prev, tree) = std::thread::scope(|s| {
+        let loader = s.spawn(|| Fingerprint::load(&job.meta_dir.join(FINGERPRINT)));
         let tree = snapshot::list(&job.state_dir, &skip);
-        let (prev, early) = loader.join().unwrap_or_default();
-        (prev, early, tree)
+        (loader.join().unwrap_or_default(), tree)
     });
     let mut tree = tree?;
-    let prev_map = prev.as_ref().map(Fingerprint::by_path);
-    snapshot::classify(&job.state_dir, &mut tree, prev_map.as_ref());
-    if let Some(early) = &early {
-        early.restat(&mut tree.entries);
-    }
+    debug_assert!(!livedb::any_live(), "sniffing beside a live copy");
+    snapshot::classify(
+        &job.state_dir,
+        &mut tree,
+        prev.as_ref().map(Fingerprint::by_path).as_ref(),
+    )?;
     tracing::debug!(
         "backup: {} entries walked in {} ms",
         tree.entries.len(),
         started.elapsed().as_millis()
     );
-    let scratch = meta.join(SCRATCH);
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
-    prune_copies(&copies_dir, &tree.entries)?;
+    Ok((prev, tree))
+}
 
-    let mut copies: HashMap<Vec<u8>, PathBuf> = HashMap::new();
-    let mut hashes: HashMap<Vec<u8>, String> = HashMap::new();
-    // A database's copy and logical hash for the decision: made early, or now.
-    let mut copy_and_hash = |e: &Entry,
-                             copies: &mut HashMap<Vec<u8>, PathBuf>,
-                             hashes: &mut HashMap<Vec<u8>, String>|
-     -> Result<String> {
-        if let Some(done) = early.take() {
-            done.join_into(copies);
-        }
-        let dst = match copies.get(&e.rel) {
-            Some(p) => p.clone(),
-            None => copy_db(&copies_dir, &e.rel, &e.path_in(&job.state_dir))?,
-        };
-        let h = snapshot::logical_hash(&dst)?;
-        copies.insert(e.rel.clone(), dst);
-        hashes.insert(e.rel.clone(), h.clone());
-        Ok(h)
-    };
-
-    // Cheap decision first: stat level; databases whose stat moved are compared logically
-    // (the gateway's lease heartbeat alone must not cause an upload).
-    if let (Some(prev), Some(prev_map), false) = (&prev, &prev_map, force) {
-        let mut same = tree.entries.len() == prev.entries.len();
-        let mut refreshed = Vec::new();
-        for e in &tree.entries {
-            if !same {
-                break;
-            }
-            let Some(p) = prev_map.get(e.rel.as_slice()) else {
-                same = false;
-                break;
-            };
-            if e.kind == Kind::Sqlite {
-                if e.same_stat(p) {
-                    continue;
-                }
-                let h = copy_and_hash(e, &mut copies, &mut hashes)?;
-                let old = prev.sqlite.get(&hex::encode(&e.rel));
-                same = old == Some(&h);
-                refreshed.push(e.clone());
-            } else {
-                same = e.same_stat(p) && prev.vouches_for(e, &job.state_dir);
-            }
-        }
-        if same {
-            if !refreshed.is_empty() {
-                // Same logical content: remember the new stat so the next tick needn't copy.
-                let mut fp = Fingerprint {
-                    scan_start_ns: prev.scan_start_ns,
-                    entries: Vec::new(),
-                    sqlite: prev.sqlite.clone(),
-                    racy: prev.racy.clone(),
-                };
-                let newer: HashMap<_, _> =
-                    refreshed.into_iter().map(|e| (e.rel.clone(), e)).collect();
-                fp.entries = prev
-                    .entries
-                    .iter()
-                    .map(|e| newer.get(&e.rel).cloned().unwrap_or_else(|| e.clone()))
-                    .collect();
-                fp.save(&meta.join(FINGERPRINT))?;
-            }
-            let _ = fs::remove_dir_all(&scratch);
-            return Ok(Prepared::Skip);
-        }
+/// Stage 2: true when nothing meaningful changed since the last upload. Every entry must be
+/// stat-equal to the fingerprint's (a racily-clean file also by content); a database whose
+/// stat moved is copied and compared by logical hash (the gateway's lease heartbeat alone
+/// must not cause an upload). When the copies say "same", their new stat is remembered so
+/// the next check needn't copy them again.
+fn unchanged(
+    job: &Job,
+    prev: &Fingerprint,
+    tree: &snapshot::Tree,
+    copier: &livedb::Copier,
+    copies: &Copies,
+) -> Result<bool> {
+    if tree.entries.len() != prev.entries.len() {
+        return Ok(false);
     }
-
-    // The last fingerprint has done its part: freed before the archive's buffers peak.
-    let racy_since_ns = prev
-        .as_ref()
-        .map_or(i64::MIN, |p| p.scan_start_ns - snapshot::RACY_NS);
-    drop(prev_map);
-    drop(prev);
-
-    // Something changed: copy the remaining databases on another thread, in archive order,
-    // while the archive is written (the writer waits for a copy only when it reaches that
-    // database), then hash them for the fingerprint.
-    let dbs: Vec<(Vec<u8>, PathBuf)> = tree
+    let prev_map = prev.by_path();
+    let moved: Vec<&Entry> = tree
         .entries
         .iter()
         .filter(|e| e.kind == Kind::Sqlite)
-        .map(|e| (e.rel.clone(), e.path_in(&job.state_dir)))
+        .filter(|e| {
+            prev_map
+                .get(e.rel.as_slice())
+                .is_some_and(|p| !e.same_stat(p))
+        })
         .collect();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Vec<u8>, Result<PathBuf, String>)>();
-    let copier = std::thread::spawn(move || -> Result<Vec<(Vec<u8>, String)>> {
-        if let Some(done) = early {
-            done.join_into(&mut copies);
+    // Copied on the copier's thread while the files are compared here.
+    for e in &moved {
+        copier.queue(&e.rel, e.path_in(&job.state_dir), copies.path(&e.rel));
+    }
+    for e in &tree.entries {
+        let Some(p) = prev_map.get(e.rel.as_slice()) else {
+            return Ok(false);
+        };
+        let same = match e.kind {
+            Kind::Sqlite => p.kind == Kind::Sqlite,
+            _ => e.same_stat(p) && prev.vouches_for(e, &job.state_dir),
+        };
+        if !same {
+            return Ok(false);
         }
-        let mut made = Vec::new();
-        for (rel, src) in dbs {
-            let done = match copies.remove(&rel) {
-                Some(path) => Ok(path),
-                None => copy_db(&copies_dir, &rel, &src),
-            };
-            let _ = ready_tx.send((
-                rel.clone(),
-                done.as_ref().map_err(|e| format!("{e:#}")).cloned(),
-            ));
-            if let Ok(path) = done {
-                if !hashes.contains_key(&rel) {
-                    made.push((rel, path));
-                }
-            }
+    }
+    for e in &moved {
+        let now = copier.copied(&e.rel)?.hash;
+        if prev.sqlite.get(&hex::encode(&e.rel)) != Some(&now) {
+            return Ok(false);
         }
-        drop(ready_tx);
-        made.into_iter()
-            .map(|(rel, p)| {
-                let t = Instant::now();
-                let h = snapshot::logical_hash(&p)?;
-                tracing::debug!(
-                    "backup: hashed {} in {} ms",
-                    p.display(),
-                    t.elapsed().as_millis()
-                );
-                Ok((rel, h))
-            })
-            .chain(hashes.into_iter().map(Ok))
-            .collect()
-    });
-    let ready = std::sync::Mutex::new((ready_rx, HashMap::<Vec<u8>, PathBuf>::new()));
-    let sqlite_copy = |rel: &[u8]| -> Result<PathBuf> {
-        let mut guard = ready
-            .lock()
-            .map_err(|_| anyhow::anyhow!("database copier state poisoned"))?;
-        let (rx, got) = &mut *guard;
-        let t = Instant::now();
-        loop {
-            if let Some(p) = got.get(rel) {
-                tracing::debug!(
-                    "backup: the archive waited {} ms for a database copy",
-                    t.elapsed().as_millis()
-                );
-                return Ok(p.clone());
-            }
-            match rx.recv() {
-                Ok((r, Ok(p))) => {
-                    got.insert(r, p);
-                }
-                Ok((r, Err(e))) if r == rel => bail!("{e}"),
-                Ok(_) => {}
-                Err(_) => bail!(
-                    "internal: no copy of the database {}",
-                    String::from_utf8_lossy(rel)
-                ),
-            }
-        }
-    };
+    }
+    if !moved.is_empty() {
+        let newer: HashMap<&[u8], &Entry> = moved.iter().map(|e| (e.rel.as_slice(), *e)).collect();
+        let fp = Fingerprint {
+            scan_start_ns: prev.scan_start_ns,
+            entries: prev
+                .entries
+                .iter()
+                .map(|e| {
+                    newer
+                        .get(e.rel.as_slice())
+                        .map_or_else(|| e.clone(), |n| (*n).clone())
+                })
+                .collect(),
+            sqlite: prev.sqlite.clone(),
+            racy: prev.racy.clone(),
+        };
+        fp.save(&job.meta_dir.join(FINGERPRINT))?;
+    }
+    Ok(true)
+}
+
+/// Stage 3: copy the databases beside the archive, write it, and make the fingerprint.
+fn build(
+    job: &Job,
+    mut tree: snapshot::Tree,
+    copier: &mut livedb::Copier,
+    copies: &Copies,
+    scratch: &Path,
+    plan: Plan,
+) -> Result<Prepared> {
+    let meta = &job.meta_dir;
+    let settled = snapshot::archive_order(&mut tree.entries);
+    // In archive order: the writer waits for a copy only when it reaches that database.
+    let dbs: Vec<&Entry> = tree
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::Sqlite)
+        .collect();
+    for e in &dbs {
+        copier.queue(&e.rel, e.path_in(&job.state_dir), copies.path(&e.rel));
+    }
+    copier.close();
     let cache = Cache::open(&meta.join(CACHE_ARCHIVE), &meta.join(CACHE_INDEX));
     let out = scratch.join("archive.tar.gz");
-    // Our own spare is only worth its disk space while the cache's `prev` names it.
-    let own = meta.join(SPARE);
-    let own_fits = cache
-        .as_ref()
-        .and_then(Cache::prev_file)
-        .is_some_and(|f| awrite::FileId::of(&own).ok() == Some(f));
-    if !own_fits {
-        let _ = fs::remove_file(&own);
-    }
-    if (own_fits && take_over(&own, &out)) || spares.store.is_some_and(|s| take_over(&s, &out)) {
-        tracing::debug!("backup: overwriting a spare archive file in place");
-    }
-    // With no cache file to follow this archive (none, or one of unknown identity), the
-    // store's next spare won't hold its bytes: write a copy that will.
-    let spare = (spares.keep
-        && cache.as_ref().and_then(Cache::id).is_none()
-        && awrite::this_boot().is_some())
-    .then(|| scratch.join(SPARE));
-    let settled = snapshot::archive_order(&mut tree.entries);
+    let spare = place_output(meta, cache.as_ref(), &out, &plan.spares, scratch);
+    let sqlite_copy = |rel: &[u8]| copier.copy(rel);
     let src = Source {
         root: &job.state_dir,
         entries: &tree.entries,
         settled,
         sqlite_copy: &sqlite_copy,
-        racy_since_ns,
+        racy_since_ns: plan.racy_since_ns,
         hash_since_ns: tree.scan_start_ns - snapshot::RACY_NS,
     };
     let t = Instant::now();
-    let written = awrite::write(&src, cache.as_ref(), &out, spare.as_deref());
-    if let Ok(w) = &written {
-        tracing::debug!(
-            "backup: archive written in {} ms ({} MB left in place, hash resumed after {} MB)",
-            t.elapsed().as_millis(),
-            w.stats.left_in_place >> 20,
-            w.stats.hash_resumed_at >> 20
-        );
-    }
-    let hashes = copier
-        .join()
-        .map_err(|_| anyhow::anyhow!("database copying panicked"))?;
-    let written = written?;
-    let hashes = hashes?;
+    let written = awrite::write(&src, cache.as_ref(), &out, spare.as_deref())?;
+    tracing::debug!(
+        "backup: archive written in {} ms ({} MB left in place, hash resumed after {} MB)",
+        t.elapsed().as_millis(),
+        written.stats.left_in_place >> 20,
+        written.stats.hash_resumed_at >> 20
+    );
+    let sqlite = dbs
+        .iter()
+        .map(|e| Ok((hex::encode(&e.rel), copier.copied(&e.rel)?.hash)))
+        .collect::<Result<_>>()?;
+    drop(dbs);
     let fingerprint = Fingerprint {
         scan_start_ns: tree.scan_start_ns,
         racy: written
@@ -411,17 +366,15 @@ fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
             .iter()
             .map(|(k, v)| (hex::encode(k), v.clone()))
             .collect(),
-        sqlite: hashes
-            .into_iter()
-            .map(|(k, v)| (hex::encode(k), v))
-            .collect(),
+        sqlite,
         entries: tree.entries,
     };
-    if !force && fs::read_to_string(meta.join(STATE_SHA)).is_ok_and(|s| s.trim() == written.sha256)
+    if !plan.force
+        && fs::read_to_string(meta.join(STATE_SHA)).is_ok_and(|s| s.trim() == written.sha256)
     {
         // Same bytes as what is stored (e.g. only racily-clean files were re-read).
         fingerprint.save(&meta.join(FINGERPRINT))?;
-        let _ = fs::remove_dir_all(&scratch);
+        let _ = fs::remove_dir_all(scratch);
         return Ok(Prepared::Skip);
     }
     Ok(Prepared::Archive(Box::new(Ready {
@@ -434,6 +387,34 @@ fn prepare(job: &Job, force: bool, spares: Spares) -> Result<Prepared> {
         stats: written.stats,
         fingerprint,
     })))
+}
+
+/// Choose the file the archive is written over (a spare whose pages are rewritten in place,
+/// see `take_over`), and whether to keep a spare copy of it; returns the spare copy's path.
+fn place_output(
+    meta: &Path,
+    cache: Option<&Cache>,
+    out: &Path,
+    spares: &Spares,
+    scratch: &Path,
+) -> Option<PathBuf> {
+    // Our own spare is only worth its disk space while the cache's `prev` names it.
+    let own = meta.join(SPARE);
+    let own_fits = cache
+        .and_then(Cache::prev_file)
+        .is_some_and(|f| awrite::FileId::of(&own).ok() == Some(f));
+    if !own_fits {
+        let _ = fs::remove_file(&own);
+    }
+    if (own_fits && take_over(&own, out))
+        || spares.store.as_ref().is_some_and(|s| take_over(s, out))
+    {
+        tracing::debug!("backup: overwriting a spare archive file in place");
+    }
+    // With no cache file to follow this archive (none, or one of unknown identity), the
+    // store's next spare won't hold its bytes: write a copy that will.
+    (spares.keep && cache.and_then(Cache::id).is_none() && awrite::this_boot().is_some())
+        .then(|| scratch.join(SPARE))
 }
 
 /// Move `spare` (an archive the store is about to delete) to `out`, for the new archive to
@@ -468,123 +449,47 @@ fn take_over(spare: &Path, out: &Path) -> bool {
     alone
 }
 
-/// The databases whose stat moved since the last upload, copied on their own thread from the
-/// start of a backup: the decision and the archive both need the copies, and the walk
-/// needn't wait.
-struct Early {
-    /// Each one's entry as stat'ed before its copy was made.
-    entries: HashMap<Vec<u8>, Entry>,
-    /// Joined on drop at the latest: no copy is still being written once a backup returns.
-    done: Option<std::thread::JoinHandle<Vec<Made>>>,
+/// The kept copy of each database (`copies/` in the meta dir): what went into the last
+/// archive, so the next backup rewrites only the pages that changed (`livedb::copy`).
+struct Copies {
+    dir: PathBuf,
 }
 
-/// A database (by path) and its refreshed copy, or why not.
-type Made = (Vec<u8>, Result<PathBuf>);
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        if let Some(t) = self.done.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Early {
-    /// None when no database moved.
-    fn start(prev: &Fingerprint, root: &Path, copies_dir: &Path) -> Option<Early> {
-        let moved: Vec<Entry> = prev
-            .entries
-            .iter()
-            .filter(|p| p.kind == Kind::Sqlite)
-            .filter_map(|p| snapshot::restat_db(root, p).filter(|now| !now.same_stat(p)))
-            .collect();
-        if moved.is_empty() {
-            return None;
-        }
-        let jobs: Vec<(Vec<u8>, PathBuf)> = moved
-            .iter()
-            .map(|e| (e.rel.clone(), e.path_in(root)))
-            .collect();
-        let dir = copies_dir.to_path_buf();
-        let done = std::thread::spawn(move || {
-            jobs.into_iter()
-                .map(|(rel, src)| {
-                    let made = copy_db(&dir, &rel, &src);
-                    (rel, made)
-                })
-                .collect()
-        });
-        Some(Early {
-            entries: moved.into_iter().map(|e| (e.rel.clone(), e)).collect(),
-            done: Some(done),
-        })
+impl Copies {
+    fn open(meta: &Path) -> Result<Copies> {
+        let dir = meta.join(COPIES);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Copies { dir })
     }
 
-    /// Record the stat taken before each early copy instead of the walk's (later) one: a
-    /// write in between then shows as a change next time, instead of hiding behind a stat
-    /// that is newer than the copy.
-    fn restat(&self, entries: &mut [Entry]) {
-        for e in entries.iter_mut().filter(|e| e.kind == Kind::Sqlite) {
-            if let Some(before) = self.entries.get(&e.rel) {
-                e.mode = before.mode;
-                e.stat = before.stat;
-                e.wal = before.wal;
+    /// Where the copy of the database at `rel` is kept: a name derived from the path (paths
+    /// may be long or not UTF-8).
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        let h = blake3::hash(rel).to_hex();
+        self.dir.join(format!("{}.sqlite", &h[..24]))
+    }
+
+    /// Delete the copies of databases that are gone (and their side files).
+    fn prune(&self, entries: &[Entry]) -> Result<()> {
+        let keep: std::collections::HashSet<PathBuf> = entries
+            .iter()
+            .filter(|e| e.kind == Kind::Sqlite)
+            .map(|e| self.path(&e.rel))
+            .collect();
+        let dir = &self.dir;
+        for f in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let p = f?.path();
+            let db = p.to_string_lossy();
+            let base = livedb::SIDE_SUFFIXES
+                .iter()
+                .find_map(|s| db.strip_suffix(s))
+                .map_or_else(|| p.clone(), PathBuf::from);
+            if !keep.contains(&base) {
+                let _ = fs::remove_file(&p);
             }
         }
+        Ok(())
     }
-
-    /// Wait for the copies; add the ones made (a failed one is made again, and reported, by
-    /// the normal path).
-    fn join_into(mut self, copies: &mut HashMap<Vec<u8>, PathBuf>) {
-        let made = self.done.take().and_then(|t| t.join().ok());
-        for (rel, made) in made.unwrap_or_default() {
-            if let Ok(path) = made {
-                copies.insert(rel, path);
-            }
-        }
-    }
-}
-
-/// Refresh the kept copy of the database `src` (at `rel`) in `dir`; returns its path.
-fn copy_db(dir: &Path, rel: &[u8], src: &Path) -> Result<PathBuf> {
-    let t = Instant::now();
-    let dst = copy_path(dir, rel);
-    snapshot::copy_sqlite(src, &dst)?;
-    tracing::debug!(
-        "backup: copied {} in {} ms",
-        src.display(),
-        t.elapsed().as_millis()
-    );
-    Ok(dst)
-}
-
-/// Where the copy of the database at `rel` is kept: a name derived from the path (paths may be
-/// long or not UTF-8).
-fn copy_path(dir: &Path, rel: &[u8]) -> PathBuf {
-    let h = blake3::hash(rel).to_hex();
-    dir.join(format!("{}.sqlite", &h[..24]))
-}
-
-/// Create the copies dir and delete copies of databases that are gone.
-fn prune_copies(dir: &Path, entries: &[Entry]) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let keep: std::collections::HashSet<PathBuf> = entries
-        .iter()
-        .filter(|e| e.kind == Kind::Sqlite)
-        .map(|e| copy_path(dir, &e.rel))
-        .collect();
-    for f in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let p = f?.path();
-        let db = p.to_string_lossy();
-        let base = crate::openclaw::state::SQLITE_SIDE_SUFFIXES
-            .iter()
-            .find_map(|s| db.strip_suffix(s))
-            .map_or_else(|| p.clone(), PathBuf::from);
-        if !keep.contains(&base) {
-            let _ = fs::remove_file(&p);
-        }
-    }
-    Ok(())
 }
 
 /// After a successful upload: the archive becomes the member cache, the fingerprint and the

@@ -3,7 +3,8 @@
 //! Module map (dependencies point down):
 //! - `cli` parses arguments and dispatches; `run` orchestrates the service.
 //! - `backup`, `restore`, `supervisor`, `keepalive`, `pairing`: the jobs `run` combines.
-//! - `snapshot`, `archive`, `store`: the mechanisms behind backup and restore.
+//! - `snapshot`, `archive`, `store`: the mechanisms behind backup and restore; `livedb`: the
+//!   one owner of every access to the state dir's SQLite files (and of its plain opens).
 //! - `openclaw`: everything specific to OpenClaw (config, state layout, child command).
 //! - `datadir`, `settings`: where state lives and what the environment says.
 //!
@@ -15,6 +16,7 @@ pub mod backup;
 pub mod cli;
 pub mod datadir;
 pub mod keepalive;
+pub mod livedb;
 pub mod logging;
 pub mod openclaw;
 pub mod pairing;

@@ -268,7 +268,7 @@ fn fingerprint(job: &Job) -> Result<Fingerprint> {
     for e in tree.entries.iter().filter(|e| e.kind == Kind::Sqlite) {
         sqlite.insert(
             hex::encode(&e.rel),
-            snapshot::logical_hash(&e.path_in(&job.state_dir))?,
+            crate::livedb::logical_hash(&e.path_in(&job.state_dir))?,
         );
     }
     // Every restored file was just written (its ctime is now), yet none is "racily clean":

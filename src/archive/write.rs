@@ -1110,12 +1110,22 @@ impl Producer<'_, '_> {
     /// walk; the header is already fixed, so cut or pad with zeros (the next backup sees the
     /// new stat and reads it again).
     fn data_reader(&self, e: &Entry, len: u64) -> Result<impl Read> {
-        let path = match e.kind {
-            Kind::Sqlite => (self.src.sqlite_copy)(&e.rel)?,
-            _ => e.path_in(self.src.root),
+        // A database's copy is ours; any other file of the state dir is opened through
+        // `livedb`, which never lets a descriptor drop a live copy's locks.
+        let (path, opened) = match e.kind {
+            Kind::Sqlite => {
+                let p = (self.src.sqlite_copy)(&e.rel)?;
+                let f = File::open(&p).map(|f| Box::new(f) as Box<dyn Read + Send>);
+                (p, f)
+            }
+            _ => {
+                let p = e.path_in(self.src.root);
+                let f = crate::livedb::open_plain(&p).map(|f| Box::new(f) as Box<dyn Read + Send>);
+                (p, f)
+            }
         };
-        let f: Box<dyn Read + Send> = match File::open(&path) {
-            Ok(f) => Box::new(f),
+        let f: Box<dyn Read + Send> = match opened {
+            Ok(f) => f,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 tracing::debug!("backup: {} vanished while archiving", path.display());
                 Box::new(io::empty())

@@ -39,10 +39,6 @@ pub fn changes_often(rel: &[u8]) -> bool {
     }
 }
 
-/// Suffixes of SQLite's side files. Those of a database we snapshot (one read transaction)
-/// are never archived (the copy already holds the committed WAL content).
-pub const SQLITE_SIDE_SUFFIXES: &[&str] = &["-wal", "-shm", "-journal"];
-
 /// The lease rows that belong to one running gateway process (per table, an SQL condition).
 /// They are left out of change detection and deleted from copies and restored databases.
 const PROCESS_ROWS: &[(&str, &str)] = &[("state_leases", "scope = 'gateway-owner'")];
