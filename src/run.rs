@@ -176,7 +176,7 @@ async fn restore_at_start(job: &Job, store: &dyn Store) {
         Ok(restore::Outcome::NoBackup) => info!("no backup in {}: fresh start", store.describe()),
         Ok(outcome) => info!(
             ms = t.elapsed().as_millis() as u64,
-            "restore from {}: {outcome:?}",
+            "restore from {}: {outcome}",
             store.describe()
         ),
         Err(e) => error!(

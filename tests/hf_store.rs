@@ -183,9 +183,9 @@ async fn fresh_dataset_round_trip_creates_a_private_dataset_in_one_commit() {
     assert!(f.archive.starts_with(rig.scratch()));
 
     let info = store.head().await.expect("head").expect("a backup");
-    assert_eq!(info.sha256, sha);
-    assert_eq!(info.size, Some(data.len() as u64));
-    assert_eq!(info.version, version);
+    assert_eq!(info.sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(Some(info.id), version);
 }
 
 #[tokio::test]
@@ -579,7 +579,7 @@ async fn concurrent_writer_is_detected_not_overwritten() {
     // A restore that stops at `head` (local state already up to date) sets the baseline too.
     let restarted = rig.store().await;
     let latest = restarted.head().await.expect("head").expect("backup");
-    assert_eq!(latest.sha256, sha_c);
+    assert_eq!(latest.sha256.as_deref(), Some(sha_c.as_str()));
     rig.store()
         .await
         .put(&b, &sha_b)
