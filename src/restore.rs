@@ -225,7 +225,7 @@ pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Resul
     if let Ok(o @ (Outcome::Restored { skipped, .. } | Outcome::UpToDate { skipped, .. })) = &result
     {
         if !skipped.is_empty() {
-            warn!("{o} ({})", store.describe());
+            warn!("{}: {o}", store.describe());
         }
     }
     result
