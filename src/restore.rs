@@ -108,6 +108,16 @@ pub enum Pick {
     Exactly(String),
 }
 
+impl Outcome {
+    /// The newer versions skipped on the way to this one.
+    pub fn skipped(&self) -> &[Skipped] {
+        match self {
+            Outcome::Restored { skipped, .. } | Outcome::UpToDate { skipped, .. } => skipped,
+            _ => &[],
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     /// One line, for logs and the CLI.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

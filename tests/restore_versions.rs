@@ -461,3 +461,38 @@ fn backup_keep_is_validated_and_honoured() {
         );
     }
 }
+
+#[test]
+fn a_fresh_start_runs_on_the_last_good_state_and_backs_it_up() {
+    let t = Env::new();
+    let a = t.data("a");
+    let good = backup_state(&t, &a, "good state");
+    let bad = t.publish(&corrupt_version());
+    let fresh = t.data("fresh");
+    // The child sees the restored state and changes it; the final backup publishes that.
+    let child = r#"grep -q 'good state' "$OPENCLAW_HOME/.openclaw/notes.md" && echo more >> "$OPENCLAW_HOME/.openclaw/notes.md""#;
+    let out = t
+        .cmd(&fresh, &["run", "--", "sh", "-c", child])
+        .output()
+        .unwrap();
+    let err = lines(&out.stderr);
+    assert!(out.status.success(), "{err:#?}");
+    let said: Vec<&String> = err.iter().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(said.len(), 1, "{err:#?}");
+    assert!(
+        said[0].contains(&good) && said[0].contains(&bad),
+        "{}",
+        said[0]
+    );
+    let newest = t.versions()[0].clone();
+    assert!(
+        newest != bad && newest != good,
+        "the final backup was uploaded"
+    );
+    let b = t.data("b");
+    t.ok(&b, &["restore"]);
+    assert_eq!(
+        fs::read_to_string(b.join(".openclaw/notes.md")).unwrap(),
+        "good statemore\n"
+    );
+}
