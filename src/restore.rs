@@ -232,9 +232,9 @@ pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Resul
         }
         (Err(_), Pick::Exactly(_)) => {}
     }
-    if let Ok(o @ (Outcome::Restored { skipped, .. } | Outcome::UpToDate { skipped, .. })) = &result
-    {
-        if !skipped.is_empty() {
+    // A fallback is said here, once, whoever asked for the restore.
+    if let Ok(o) = &result {
+        if !o.skipped().is_empty() {
             warn!("{}: {o}", store.describe());
         }
     }
