@@ -40,14 +40,28 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Restore the latest backup over the state dir.
+    /// Restore the newest backup that verifies over the state dir (or list the versions).
     Restore {
         /// Restore even while a gateway is running on this state dir.
         #[arg(long)]
         force: bool,
+        /// List the versions the store holds, newest first; restores nothing.
+        #[arg(long, conflicts_with_all = ["version", "force"])]
+        list: bool,
+        /// With --list: print JSON instead of a table.
+        #[arg(long, requires = "list")]
+        json: bool,
+        /// Restore exactly this version (an id from --list, or a unique prefix): no fallback.
+        #[arg(long, value_name = "ID")]
+        version: Option<String>,
     },
-    /// Download and check the latest backup (hash and full archive read); changes nothing.
-    Verify,
+    /// Download and check the latest backup, or one version: hash, full archive read,
+    /// extraction into a scratch dir and the databases' quick_check; changes nothing.
+    Verify {
+        /// Check this version (an id from `restore --list`, or a unique prefix).
+        #[arg(long, value_name = "ID")]
+        version: Option<String>,
+    },
     /// Show resolved settings, data dir and the last backup (secrets redacted).
     Status {
         #[arg(long)]
@@ -154,7 +168,14 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(0)
         }
-        Command::Restore { force } => {
+        Command::Restore {
+            list: true, json, ..
+        } => {
+            let store = open_store(settings).await?;
+            print_versions(store.as_ref(), json).await?;
+            Ok(0)
+        }
+        Command::Restore { force, version, .. } => {
             let store = open_store(settings).await?;
             if !force && run::gateway_running(&data) {
                 anyhow::bail!(
@@ -162,17 +183,105 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
                     data.state_dir().display()
                 );
             }
-            let outcome = restore::restore_latest(&job, store.as_ref()).await?;
+            let pick = version.map_or(restore::Pick::Newest, restore::Pick::Exactly);
+            let outcome = restore::restore(&job, store.as_ref(), &pick).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(0)
         }
-        Command::Verify => {
+        Command::Verify { version } => {
             let store = open_store(settings).await?;
-            let outcome = restore::verify_latest(&job, store.as_ref()).await?;
+            let pick = version.map_or(restore::Pick::Newest, restore::Pick::Exactly);
+            let outcome = restore::verify(&job, store.as_ref(), &pick).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(0)
         }
     }
+}
+
+/// `restore --list`: the store's versions, newest first, as a table or JSON.
+async fn print_versions(store: &dyn store::Store, json: bool) -> anyhow::Result<()> {
+    let versions = store
+        .list_versions()
+        .await
+        .with_context(|| format!("cannot list the versions in {}", store.describe()))?;
+    let where_ = store.describe();
+    if json {
+        let rows: Vec<serde_json::Value> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "id": v.id, "time": v.time, "size": v.size,
+                    "sha256": v.sha256, "store": where_,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if versions.is_empty() {
+        println!("no backup in {where_}");
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = versions
+        .iter()
+        .map(|v| {
+            [
+                v.time.clone().unwrap_or_else(|| "-".into()),
+                human_size(v.size),
+                v.sha256
+                    .as_deref()
+                    .map_or_else(|| "(no digest)".into(), |s| s[..12].to_string()),
+                where_.clone(),
+                v.id.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["TIME", "SIZE", "SHA256", "STORE", "VERSION"], &rows)
+    );
+    Ok(())
+}
+
+/// Left-aligned columns, two spaces apart (the last one unpadded).
+fn table(head: &[&str; 5], rows: &[[String; 5]]) -> String {
+    let mut width = head.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = width[i]));
+            }
+        }
+        out + "\n"
+    };
+    let mut out = line(*head);
+    for row in rows {
+        out += &line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    out
+}
+
+/// `532 B`, `12.3 KiB`, `1.2 GiB`.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn store::Store>> {
@@ -226,4 +335,34 @@ fn human_status(v: &serde_json::Value) -> String {
     let mut out = Vec::new();
     walk("", v, &mut out);
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_tables() {
+        assert_eq!(human_size(532), "532 B");
+        assert_eq!(human_size(12_595), "12.3 KiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+        let t = table(
+            &["A", "BB", "C", "D", "E"],
+            &[["1".into(), "2".into(), "333".into(), "4".into(), "5".into()]],
+        );
+        assert_eq!(t, "A  BB  C    D  E\n1  2   333  4  5\n");
+    }
+
+    #[test]
+    fn restore_flags_combine_sensibly() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["entrypoint"], args].concat());
+        assert!(parse(&["restore", "--list", "--json"]).is_ok());
+        assert!(
+            parse(&["restore", "--json"]).is_err(),
+            "--json needs --list"
+        );
+        assert!(parse(&["restore", "--list", "--version", "x"]).is_err());
+        assert!(parse(&["restore", "--version", "x", "--force"]).is_ok());
+        assert!(parse(&["verify", "--version", "x"]).is_ok());
+    }
 }

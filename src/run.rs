@@ -174,9 +174,11 @@ async fn restore_at_start(job: &Job, store: &dyn Store) {
     let t = Instant::now();
     match restore::restore_latest(job, store).await {
         Ok(restore::Outcome::NoBackup) => info!("no backup in {}: fresh start", store.describe()),
+        // A fallback was already said in one warning line by the restore itself.
+        Ok(outcome) if !outcome.skipped().is_empty() => {}
         Ok(outcome) => info!(
             ms = t.elapsed().as_millis() as u64,
-            "restore from {}: {outcome:?}",
+            "restore from {}: {outcome}",
             store.describe()
         ),
         Err(e) => error!(

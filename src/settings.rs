@@ -125,7 +125,12 @@ impl Serialize for Cidr {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StoreSettings {
     /// A local folder (the embedded default; also a mounted bucket volume).
-    Dir { path: PathBuf },
+    Dir {
+        path: PathBuf,
+        /// Versions kept (`ENTRYPOINT_BACKUP_KEEP`, at least 1): the newest and the ones before
+        /// it that a restore may fall back to.
+        keep: usize,
+    },
     /// A private Hugging Face dataset.
     Hf(HfSettings),
 }
@@ -303,6 +308,23 @@ pub fn redact_secret_values(v: &mut serde_json::Value) {
 }
 
 /// `90`, `90s`, `5m`, `2h`, `500ms` → a duration.
+/// Versions the folder store keeps by default: the newest and two to fall back to.
+pub const DEFAULT_BACKUP_KEEP: usize = 3;
+
+/// `ENTRYPOINT_BACKUP_KEEP`: a whole number, at least 1 (validated whichever store is used).
+fn backup_keep(env: &Env) -> Result<usize, SettingError> {
+    let Some(v) = env.get("ENTRYPOINT_BACKUP_KEEP") else {
+        return Ok(DEFAULT_BACKUP_KEEP);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(bad(
+            "ENTRYPOINT_BACKUP_KEEP",
+            format!("'{v}' is not a count of at least 1; use a whole number of versions to keep, e.g. 3"),
+        )),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -426,6 +448,7 @@ impl Settings {
             },
         };
 
+        let keep = backup_keep(env)?;
         let hf_token = env.get("HF_TOKEN").map(Secret::new);
         let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
         let store = match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
@@ -464,6 +487,7 @@ impl Settings {
             }
             (None, Some(dir)) => Some(StoreSettings::Dir {
                 path: PathBuf::from(dir),
+                keep,
             }),
             (None, None) => None,
         };
@@ -704,5 +728,46 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(load(&[("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")]).is_err());
+    }
+
+    #[test]
+    fn backup_keep_is_a_count_of_at_least_one() {
+        let keep = |pairs: &[(&str, &str)]| match load(pairs).unwrap().backup.store {
+            Some(StoreSettings::Dir { keep, .. }) => keep,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            keep(&[("ENTRYPOINT_BACKUP_DIR", "/b")]),
+            DEFAULT_BACKUP_KEEP
+        );
+        assert_eq!(
+            keep(&[
+                ("ENTRYPOINT_BACKUP_DIR", "/b"),
+                ("ENTRYPOINT_BACKUP_KEEP", "1")
+            ]),
+            1
+        );
+        assert_eq!(
+            keep(&[
+                ("ENTRYPOINT_BACKUP_DIR", "/b"),
+                ("ENTRYPOINT_BACKUP_KEEP", " 7 ")
+            ]),
+            7
+        );
+        for v in ["0", "-1", "two", "1.5"] {
+            let e = load(&[
+                ("ENTRYPOINT_BACKUP_DIR", "/b"),
+                ("ENTRYPOINT_BACKUP_KEEP", v),
+            ])
+            .unwrap_err();
+            assert_eq!(e.var, "ENTRYPOINT_BACKUP_KEEP", "{v:?}");
+            let line = e.to_string();
+            assert!(
+                line.starts_with("ENTRYPOINT_BACKUP_KEEP: ") && !line.contains('\n'),
+                "{line}"
+            );
+        }
+        // Validated even when the HF store is used (where it does not apply).
+        assert!(load(&[("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_KEEP", "0")]).is_err());
     }
 }

@@ -305,24 +305,27 @@ fn successive_backups_recycle_the_oldest_version_file_intact() {
     let v1 = t.ok(&a, &["backup"]);
     fs::remove_file(state.join("big.bin")).unwrap();
     let v2 = t.ok(&a, &["backup"]);
-    // The third archive is written over the first one's file (longer, and not open anywhere):
-    // it must come out exactly as a fresh write would.
     write(&state.join("notes/new.md"), "a third version\n");
     let v3 = t.ok(&a, &["backup"]);
-    let sizes: Vec<u64> = [&v1, &v2, &v3]
+    // The store keeps 3 versions (the default): the fourth archive is written over the first
+    // one's file (longer, and not open anywhere): it must come out exactly as a fresh write
+    // would.
+    write(&state.join("notes/new.md"), "a fourth version\n");
+    let v4 = t.ok(&a, &["backup"]);
+    let sizes: Vec<u64> = [&v1, &v2, &v3, &v4]
         .iter()
         .map(|v| v["size"].as_u64().unwrap())
         .collect();
-    assert!(sizes[0] > sizes[2] + (1 << 20), "{sizes:?}");
+    assert!(sizes[0] > sizes[3] + (1 << 20), "{sizes:?}");
     let stored = t.store.join("latest_backup.tar.gz");
-    assert_eq!(fs::metadata(&stored).unwrap().len(), sizes[2]);
+    assert_eq!(fs::metadata(&stored).unwrap().len(), sizes[3]);
     assert_eq!(
         hex::encode(Sha256::digest(fs::read(&stored).unwrap())),
-        v3["sha256"].as_str().unwrap()
+        v4["sha256"].as_str().unwrap()
     );
     assert_eq!(result(&t.ok(&a, &["verify"])), "verified");
     let versions = fs::read_dir(t.store.join(".versions")).unwrap().count();
-    assert_eq!(versions, 2, "the current version and the one before it");
+    assert_eq!(versions, 3, "the current version and the two before it");
     // Same bytes as a first backup of the same tree into an empty store.
     let fresh = Env::new();
     let c = fresh.data("c");
@@ -336,7 +339,7 @@ fn successive_backups_recycle_the_oldest_version_file_intact() {
     assert!(cp.success());
     assert_eq!(
         fresh.ok(&c, &["backup"])["sha256"],
-        v3["sha256"],
+        v4["sha256"],
         "recycling must not change the archive"
     );
     let b = t.data("b");

@@ -486,6 +486,8 @@ async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Pat
 
 async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) -> FakeHub {
     let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
+    // Two commits a page: the client must follow the `Link` header to see all four.
+    hub.faults().set_commits_page_size(Some(2));
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_client_check.py"
@@ -522,6 +524,12 @@ async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) 
             && stdout.contains("CHECK PASSED"),
         "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Pages: 2 + 2 (at main, plain and formatted), 1 (at an older commit), 1 (after the squash).
+    assert_eq!(
+        hub.count_requests("GET", "/api/datasets/me/check/commits/"),
+        6,
+        "the client followed the commit list's Link header"
     );
     hub
 }

@@ -2,6 +2,8 @@
 //! round trips, dataset creation and visibility, every fault knob, conflicts, bounded history
 //! with squash, xet dedupe, and that no error ever carries the token.
 
+#[path = "support/craft.rs"]
+mod craft;
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
 
@@ -183,9 +185,9 @@ async fn fresh_dataset_round_trip_creates_a_private_dataset_in_one_commit() {
     assert!(f.archive.starts_with(rig.scratch()));
 
     let info = store.head().await.expect("head").expect("a backup");
-    assert_eq!(info.sha256, sha);
-    assert_eq!(info.size, Some(data.len() as u64));
-    assert_eq!(info.version, version);
+    assert_eq!(info.sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(Some(info.id), version);
 }
 
 #[tokio::test]
@@ -579,7 +581,7 @@ async fn concurrent_writer_is_detected_not_overwritten() {
     // A restore that stops at `head` (local state already up to date) sets the baseline too.
     let restarted = rig.store().await;
     let latest = restarted.head().await.expect("head").expect("backup");
-    assert_eq!(latest.sha256, sha_c);
+    assert_eq!(latest.sha256.as_deref(), Some(sha_c.as_str()));
     rig.store()
         .await
         .put(&b, &sha_b)
@@ -1022,4 +1024,203 @@ async fn run_restores_before_the_child_and_backs_up_after_it() {
         3,
         "nothing uploaded after a failed restore:\n{err}"
     );
+}
+
+/// Another client committing a file that is not a backup (a README edit on the Hub).
+async fn foreign_commit(rig: &Rig, path: &str, bytes: &[u8]) {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client");
+    let hub = hf_hub::HFClient::builder()
+        .client(http)
+        .endpoint(rig.hub.endpoint())
+        .token(WRITE)
+        .cache_enabled(false)
+        .build()
+        .expect("hf-hub client");
+    let (owner, name) = DS.split_once('/').expect("owner/name");
+    hub.dataset(owner, name)
+        .upload_file()
+        .source(hf_hub::repository::AddSource::Bytes(bytes.to_vec().into()))
+        .path_in_repo(path)
+        .send()
+        .await
+        .expect("foreign commit");
+}
+
+/// Versions are the commits since the last squash that hold a backup pair, newest first,
+/// read through a paged commit list; each downloads at its own commit; a squash leaves one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_the_commits_since_the_last_squash() {
+    let rig = Rig::start(Transfer::Xet).await;
+    // Two commits a page: the store must follow the commit list's `Link` header.
+    rig.hub.faults().set_commits_page_size(Some(2));
+    let mut s = rig.settings(Some(WRITE));
+    s.squash_every = 3;
+    let store = rig.store_with(s).await;
+    assert!(store.list_versions().await.expect("list").is_empty());
+
+    let a = pseudo_random(200 << 10, 21);
+    let b = pseudo_random(210 << 10, 22);
+    let (pa, sha_a) = rig.archive("a.tar.gz", &a);
+    let (pb, sha_b) = rig.archive("b.tar.gz", &b);
+    let va = store.put(&pa, &sha_a).await.expect("put a").expect("id");
+    let vb = store.put(&pb, &sha_b).await.expect("put b").expect("id");
+    let listed = store.list_versions().await.expect("list");
+    let ids: Vec<&str> = listed.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [vb.as_str(), va.as_str()],
+        "newest first; the initial commit is no version"
+    );
+    assert_eq!(listed[0].sha256.as_deref(), Some(sha_b.as_str()));
+    assert_eq!(listed[1].sha256.as_deref(), Some(sha_a.as_str()));
+    assert_eq!(
+        (listed[0].size, listed[1].size),
+        (b.len() as u64, a.len() as u64)
+    );
+    assert!(listed
+        .iter()
+        .all(|v| v.time.as_deref().is_some_and(|t| t.ends_with('Z'))));
+    assert!(
+        rig.hub
+            .count_requests("GET", &format!("/api/datasets/{DS}/commits/"))
+            >= 2,
+        "followed the pages"
+    );
+
+    // The older version downloads at its commit.
+    let f = store
+        .fetch(&listed[1], &rig.scratch())
+        .await
+        .expect("fetch older");
+    assert_eq!(std::fs::read(&f.archive).expect("read"), a);
+    assert_eq!(
+        (f.expected_sha256.as_str(), f.actual_sha256.as_str()),
+        (sha_a.as_str(), sha_a.as_str())
+    );
+    assert!(rig.hub.requests().iter().any(|r| r
+        .path
+        .starts_with(&format!("/datasets/{DS}/resolve/{va}/{ARCHIVE_NAME}"))));
+
+    // A commit that leaves the pair alone is the same version, named by the commit that
+    // introduced it.
+    foreign_commit(&rig, "README.md", b"# backups\n").await;
+    let again = rig.store().await.list_versions().await.expect("list");
+    assert_eq!(again, listed);
+
+    // The third upload (after the conflict the foreign commit causes) is followed by a
+    // squash: one commit, one version.
+    let c = pseudo_random(190 << 10, 23);
+    let (pc, sha_c) = rig.archive("c.tar.gz", &c);
+    let e = expect_err(store.put(&pc, &sha_c).await);
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    let head = store.put(&pc, &sha_c).await.expect("put c").expect("id");
+    assert_eq!(rig.commits(), 1, "squashed");
+    let listed = store.list_versions().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, head);
+    assert_eq!(listed[0].sha256.as_deref(), Some(sha_c.as_str()));
+}
+
+/// After taking an older version (the newest failed verification), the next upload builds on
+/// the head the restore read, not on the version taken: no false conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_after_a_fallback_builds_on_the_head() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let writer = rig.store().await;
+    let (good, sha_good) = rig.archive("good.tar.gz", &pseudo_random(64 << 10, 31));
+    let (bad, sha_bad) = rig.archive("bad.tar.gz", &pseudo_random(64 << 10, 32));
+    writer.put(&good, &sha_good).await.expect("put good");
+    writer.put(&bad, &sha_bad).await.expect("put bad");
+
+    let restarted = rig.store().await;
+    let head = restarted.head().await.expect("head").expect("backup");
+    assert_eq!(head.sha256.as_deref(), Some(sha_bad.as_str()));
+    let listed = restarted.list_versions().await.expect("list");
+    assert_eq!(listed[0].id, head.id);
+    restarted
+        .fetch(&listed[1], &rig.scratch())
+        .await
+        .expect("fetch older");
+    let before = rig.commits();
+    let (next, sha_next) = rig.archive("next.tar.gz", &pseudo_random(64 << 10, 33));
+    restarted
+        .put(&next, &sha_next)
+        .await
+        .expect("the next upload publishes on top of the bad head");
+    assert_eq!(rig.commits(), before + 1);
+}
+
+/// The case through the real binary: the newest commit holds a database failing
+/// quick_check (its sidecar matches), the commit before it is good. A fresh data dir gets the
+/// good one, in one line, exit 0, and uploads are not paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_restore_falls_back_to_the_previous_commit() {
+    let rig = Rig::start(Transfer::Xet).await;
+    let data = rig.dir.path().join("data");
+    let state = data.join(".openclaw");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::write(state.join("notes.md"), "good").expect("notes");
+    craft::good_db(&state.join("state/app.sqlite"), "good");
+    let (ok, _, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
+    assert!(ok, "backup failed:\n{err}");
+    let good = rig.head();
+    let (path, sha) = rig.archive("bad.tar.gz", &craft::corrupt_version());
+    let bad = rig
+        .store()
+        .await
+        .put(&path, &sha)
+        .await
+        .expect("put")
+        .expect("id");
+
+    let fresh = rig.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).expect("data dir");
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON outcome");
+    assert_eq!(v["result"], "restored", "{v}");
+    assert_eq!(v["version"], good.as_str());
+    assert_eq!(v["skipped"][0]["version"], bad.as_str());
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(said.len(), 1, "one line:\n{err}");
+    assert!(
+        said[0].contains(&good[..12])
+            && said[0].contains(&bad[..12])
+            && said[0].contains("quick_check failed"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(
+        std::fs::read_to_string(fresh.join(".openclaw/notes.md")).expect("notes"),
+        "good"
+    );
+
+    // Not paused: a change is uploaded on top, and the next fresh restore takes it directly.
+    std::fs::write(fresh.join(".openclaw/notes.md"), "good, then more").expect("notes");
+    let (ok, out, err) = entrypoint(&rig, &fresh, WRITE, &["backup"]).await;
+    assert!(ok, "backup after the fallback failed:\n{err}");
+    assert_eq!(result_of(&out), "uploaded", "{out}");
+    let third = rig.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("data dir");
+    let (ok, out, err) = entrypoint(&rig, &third, WRITE, &["restore"]).await;
+    assert!(ok, "restore failed:\n{err}");
+    assert!(!out.contains("skipped"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(third.join(".openclaw/notes.md")).expect("notes"),
+        "good, then more"
+    );
+
+    // The versions as the CLI lists them: newest first, the bad one in the middle.
+    let (ok, out, err) = entrypoint(&rig, &third, WRITE, &["restore", "--list", "--json"]).await;
+    assert!(ok, "list failed:\n{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON list");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [rig.head().as_str(), bad.as_str(), good.as_str()]);
+    assert!(rows
+        .iter()
+        .all(|r| r["store"].as_str().is_some_and(|s| s.starts_with("hf:"))));
 }

@@ -11,11 +11,13 @@
 //! ```
 //! A version is written into a temp dir, fsynced, renamed into `.versions/`, and only then
 //! `current` is swapped (symlink to a temp name, rename over `current`, fsync `<root>`). The
-//! previous version is kept (a reader that resolved `current` just before the swap still
-//! finds its files); older ones are deleted.
+//! newest `keep` versions are kept (`ENTRYPOINT_BACKUP_KEEP`, default 3): a restore falls back
+//! to them when a newer one fails verification, and a reader that resolved `current` just
+//! before a swap still finds its files. Older ones are deleted after the swap.
 //!
 //! A seed folder (plain `latest_backup.tar.gz` + `latest_backup.sha256`, no `current`) is read
-//! as-is; the first put turns the two names into the links above.
+//! as-is, as the one version `seed`; the first put keeps that pair as the oldest version under
+//! `.versions/` and turns the two names into the links above.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -24,20 +26,27 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{parse_sidecar, Fetched, RemoteInfo, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
+use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
 
 const VERSIONS: &str = ".versions";
 const CURRENT: &str = "current";
-/// Versions kept: the current one and the one before it.
-const KEEP: usize = 2;
+/// The id of a seed folder's pair (plain files at the root, no `current`).
+pub const SEED: &str = "seed";
 
+#[derive(Clone)]
 pub struct DirStore {
     root: PathBuf,
+    /// Versions kept by `put` (at least 1).
+    keep: usize,
 }
 
 impl DirStore {
-    pub fn new(root: PathBuf) -> Self {
-        DirStore { root }
+    /// A store in `root` keeping the newest `keep` versions (at least 1).
+    pub fn new(root: PathBuf, keep: usize) -> Self {
+        DirStore {
+            root,
+            keep: keep.max(1),
+        }
     }
 
     /// The folder holding the latest pair, or None when the store positively holds no backup.
@@ -82,10 +91,192 @@ impl DirStore {
         parse_sidecar(&text)
     }
 
+    /// What `dir`'s sidecar claims, None when it is missing or holds no digest.
+    fn claimed_sha(dir: &Path) -> Result<Option<String>, StoreError> {
+        match Self::read_sidecar(dir) {
+            Ok(sha) => Ok(Some(sha)),
+            Err(StoreError::Corrupt(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The folder holding version `id`, as named in `list_versions`.
+    fn version_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let seed_layout = fs::symlink_metadata(self.root.join(CURRENT)).is_err();
+        if id == SEED && seed_layout {
+            return Ok(self.root.clone());
+        }
+        // Ids are plain names under `.versions/` (never a path, a temp dir or `..`).
+        if id.is_empty() || id.starts_with('.') || id.contains('/') {
+            return Err(StoreError::Missing(format!(
+                "{} holds no version '{id}'; `entrypoint restore --list` shows the versions it holds",
+                self.root.display()
+            )));
+        }
+        Ok(self.root.join(VERSIONS).join(id))
+    }
+
+    /// Version `name` under `.versions/`, or None when its archive is gone (taken over by a
+    /// backup, see `Store::spare_archive`, or being pruned).
+    fn version(&self, name: &str) -> Result<Option<Version>, StoreError> {
+        let dir = self.root.join(VERSIONS).join(name);
+        let size = match fs::metadata(dir.join(ARCHIVE_NAME)) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        Ok(Some(Version {
+            id: name.to_string(),
+            time: time_of_name(name),
+            size,
+            sha256: Self::claimed_sha(&dir)?,
+        }))
+    }
+
+    /// A seed folder's pair as a version (its time is the archive's mtime).
+    fn seed_version(&self) -> Result<Option<Version>, StoreError> {
+        let archive = self.root.join(ARCHIVE_NAME);
+        let meta = match fs::metadata(&archive) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&archive, e)),
+        };
+        Ok(Some(Version {
+            id: SEED.to_string(),
+            time: meta.modified().ok().map(|t| rfc3339(&stamp(t))),
+            size: meta.len(),
+            sha256: Self::claimed_sha(&self.root)?,
+        }))
+    }
+
+    fn list_sync(&self) -> Result<Vec<Version>, StoreError> {
+        match fs::read_dir(&self.root) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.root, e)),
+        }
+        if fs::symlink_metadata(self.root.join(CURRENT)).is_err() {
+            return Ok(self.seed_version()?.into_iter().collect());
+        }
+        let mut out = Vec::new();
+        for name in version_names(&self.root.join(VERSIONS)).iter().rev() {
+            out.extend(self.version(name)?);
+        }
+        Ok(out)
+    }
+
+    fn head_sync(&self) -> Result<Option<Version>, StoreError> {
+        let Some(dir) = self.latest_dir()? else {
+            return Ok(None);
+        };
+        let sha256 = Self::read_sidecar(&dir)?;
+        let archive = dir.join(ARCHIVE_NAME);
+        let size = fs::metadata(&archive)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => {
+                    StoreError::Corrupt(format!("{} is missing", archive.display()))
+                }
+                _ => io_err(&archive, e),
+            })?
+            .len();
+        let (id, time) = if dir == self.root {
+            let time = fs::metadata(&archive)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| rfc3339(&stamp(t)));
+            (SEED.to_string(), time)
+        } else {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let time = time_of_name(&name);
+            (name, time)
+        };
+        Ok(Some(Version {
+            id,
+            time,
+            size,
+            sha256: Some(sha256),
+        }))
+    }
+
+    fn fetch_sync(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+        let dir = self.version_dir(&version.id)?;
+        let src = dir.join(ARCHIVE_NAME);
+        if !src.exists() {
+            return Err(StoreError::Missing(format!(
+                "version {} is no longer in {} (pruned or taken over by a newer backup); `entrypoint restore --list` shows the versions it holds",
+                version.id,
+                self.root.display()
+            )));
+        }
+        let expected = Self::read_sidecar(&dir)?;
+        let dst = scratch.join(format!(
+            "fetched-{}-{}.tar.gz",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        // Hard link when possible (the stored archive is immutable), else copy; hash either way.
+        if let Err(e) = fs::hard_link(&src, &dst).or_else(|_| fs::copy(&src, &dst).map(|_| ())) {
+            let _ = fs::remove_file(&dst);
+            return Err(match e.kind() {
+                io::ErrorKind::NotFound => StoreError::Missing(format!(
+                    "version {} vanished from {} while being read (pruned meanwhile)",
+                    version.id,
+                    self.root.display()
+                )),
+                _ => io_err(&src, e),
+            });
+        }
+        let (actual, size) = sha256_file(&dst).map_err(|e| {
+            let _ = fs::remove_file(&dst);
+            io_err(&dst, e)
+        })?;
+        Ok(Fetched {
+            archive: dst,
+            expected_sha256: expected,
+            actual_sha256: actual,
+            size,
+        })
+    }
+
+    /// A seed pair (plain files at the root) becomes a version of its own before the first put
+    /// replaces the root names with links, so it stays one to fall back to. Linked (or copied)
+    /// into a temp dir and renamed into place: the pair at the root stays until then.
+    fn adopt_seed(&self, versions: &Path) -> io::Result<()> {
+        let archive = self.root.join(ARCHIVE_NAME);
+        let seed = fs::symlink_metadata(&archive).is_ok_and(|m| m.file_type().is_file())
+            && fs::symlink_metadata(self.root.join(CURRENT)).is_err();
+        if !seed {
+            return Ok(());
+        }
+        let sha = Self::claimed_sha(&self.root)
+            .ok()
+            .flatten()
+            .map_or_else(|| "unverified".to_string(), |s| s[..12].to_string());
+        let mtime = fs::metadata(&archive)?.modified()?;
+        let id = format!("{}-{sha}", stamp(mtime));
+        let tmp = versions.join(format!(".tmp-seed-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp)?;
+        for name in [ARCHIVE_NAME, SIDECAR_NAME] {
+            let src = self.root.join(name);
+            if src.exists() && fs::hard_link(&src, tmp.join(name)).is_err() {
+                fs::copy(&src, tmp.join(name))?;
+                File::open(tmp.join(name))?.sync_all()?;
+            }
+        }
+        sync_dir(&tmp)?;
+        fs::rename(&tmp, versions.join(&id))?;
+        sync_dir(versions)
+    }
+
     fn put_sync(&self, archive: &Path, sha256: &str) -> io::Result<String> {
         let versions = self.root.join(VERSIONS);
         fs::create_dir_all(&versions)?;
-        let id = format!("{}-{}", timestamp(), &sha256[..12]);
+        self.adopt_seed(&versions)?;
+        let id = format!("{}-{}", stamp(std::time::SystemTime::now()), &sha256[..12]);
         let tmp = versions.join(format!(".tmp-{id}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp)?;
@@ -137,10 +328,11 @@ impl DirStore {
         Ok(id)
     }
 
-    /// Delete versions beyond the newest `KEEP` (names sort by time) and stale temp dirs.
+    /// Delete versions beyond the newest `keep` (names sort by time). `spare_archive` offers
+    /// exactly what this deletes next: keep the two in step.
     fn prune(&self, versions: &Path, current: &str) {
         let done = version_names(versions);
-        let cut = done.len().saturating_sub(KEEP);
+        let cut = done.len().saturating_sub(self.keep);
         for n in &done[..cut] {
             if n.as_str() != current {
                 let _ = fs::remove_dir_all(versions.join(n));
@@ -168,39 +360,26 @@ impl Store for DirStore {
         format!("dir:{}", self.root.display())
     }
 
-    async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError> {
-        let this = DirStore {
-            root: self.root.clone(),
-        };
-        let scratch = scratch.to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            let Some(dir) = this.latest_dir()? else {
-                return Ok(None);
-            };
-            let expected = Self::read_sidecar(&dir)?;
-            let src = dir.join(ARCHIVE_NAME);
-            let dst = scratch.join(format!("fetched-{}.tar.gz", std::process::id()));
-            let _ = fs::remove_file(&dst);
-            // Hard link when possible (the stored archive is immutable), else copy; hash either way.
-            if fs::hard_link(&src, &dst).is_err() {
-                fs::copy(&src, &dst).map_err(|e| io_err(&src, e))?;
-            }
-            let (actual, size) = sha256_file(&dst).map_err(|e| io_err(&dst, e))?;
-            Ok(Some(Fetched {
-                archive: dst,
-                expected_sha256: expected,
-                actual_sha256: actual,
-                size,
-            }))
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
+    async fn list_versions(&self) -> Result<Vec<Version>, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.list_sync())
+            .await
+            .map_err(|e| StoreError::Other(format!("list task failed: {e}")))?
+    }
+
+    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+        let (this, version, scratch) = (self.clone(), version.clone(), scratch.to_path_buf());
+        tokio::task::spawn_blocking(move || this.fetch_sync(&version, &scratch))
+            .await
+            .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
+    }
+
+    async fn head(&self) -> Result<Option<Version>, StoreError> {
+        self.head_sync()
     }
 
     async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError> {
-        let this = DirStore {
-            root: self.root.clone(),
-        };
+        let this = self.clone();
         let (archive, sha) = (archive.to_path_buf(), sha256.to_string());
         tokio::task::spawn_blocking(move || {
             this.put_sync(&archive, &sha)
@@ -212,34 +391,21 @@ impl Store for DirStore {
     }
 
     fn offers_spares(&self) -> bool {
-        true
+        // With one version kept, the one the next put deletes is the latest: never offered.
+        self.keep > 1
     }
 
     fn spare_archive(&self) -> Option<PathBuf> {
-        // `prune` keeps the newest `KEEP` versions: once a new one is put, every version but
-        // today's newest goes. Offer the newest of those (most likely still in the page cache).
+        // The next put adds one version, then `prune` deletes the oldest beyond `keep`: offer
+        // the oldest exactly when it is one of those, and never the current one.
         let current = fs::read_link(self.root.join(CURRENT)).ok()?;
         let current = current.file_name()?.to_str()?;
-        let mut names = version_names(&self.root.join(VERSIONS));
-        names.pop()?;
-        let spare = names.pop().filter(|n| n != current)?;
-        Some(self.root.join(VERSIONS).join(spare).join(ARCHIVE_NAME))
-    }
-
-    async fn head(&self) -> Result<Option<RemoteInfo>, StoreError> {
-        let Some(dir) = self.latest_dir()? else {
-            return Ok(None);
-        };
-        let sha256 = Self::read_sidecar(&dir)?;
-        let size = fs::metadata(dir.join(ARCHIVE_NAME)).ok().map(|m| m.len());
-        let version = (dir != self.root)
-            .then(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .flatten();
-        Ok(Some(RemoteInfo {
-            sha256,
-            size,
-            version,
-        }))
+        let names = version_names(&self.root.join(VERSIONS));
+        if names.len() < self.keep {
+            return None;
+        }
+        let oldest = names.first().filter(|n| n.as_str() != current)?;
+        Some(self.root.join(VERSIONS).join(oldest).join(ARCHIVE_NAME))
     }
 }
 
@@ -274,25 +440,65 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
-/// `YYYYMMDDTHHMMSS.nnnZ`-ish sortable UTC stamp without a date library.
-fn timestamp() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// `YYYYMMDDTHHMMSS.mmmZ`: a sortable UTC stamp without a date library (version names start
+/// with it).
+fn stamp(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let (date, time) = crate::backup::civil(d.as_secs() as i64);
     format!("{date}T{time}.{:03}Z", d.subsec_millis()).replace([':', '-'], "")
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` -> `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339).
+fn rfc3339(stamp: &str) -> String {
+    time_of_name(stamp).unwrap_or_else(|| stamp.to_string())
+}
+
+/// The RFC 3339 time a version name starts with, if it does.
+fn time_of_name(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let shaped = digits(0..8)
+        && b.get(8) == Some(&b'T')
+        && digits(9..15)
+        && b.get(15) == Some(&b'.')
+        && digits(16..19)
+        && b.get(19) == Some(&b'Z');
+    shaped.then(|| {
+        format!(
+            "{}-{}-{}T{}:{}:{}.{}Z",
+            &name[0..4],
+            &name[4..6],
+            &name[6..8],
+            &name[9..11],
+            &name[11..13],
+            &name[13..15],
+            &name[16..19]
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn put(store: &DirStore, archive: &Path, content: &str) -> String {
+        // Version names sort by their millisecond stamp: one put per millisecond at most.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // A new file each time: put hard-links it into the store (archives are immutable).
+        let _ = fs::remove_file(archive);
+        fs::write(archive, content).unwrap();
+        let sha = hex::encode(Sha256::digest(content));
+        store.put_sync(archive, &sha).unwrap()
+    }
+
     #[tokio::test]
     async fn missing_folder_is_no_backup_and_put_creates_it() {
         let d = tempfile::tempdir().unwrap();
-        let store = DirStore::new(d.path().join("backups"));
+        let store = DirStore::new(d.path().join("backups"), 2);
         assert!(store.fetch_latest(d.path()).await.unwrap().is_none());
         assert!(store.head().await.unwrap().is_none());
+        assert!(store.list_versions().await.unwrap().is_empty());
         let a = d.path().join("a.tar.gz");
         fs::write(&a, b"hello").unwrap();
         let sha = hex::encode(Sha256::digest(b"hello"));
@@ -305,22 +511,146 @@ mod tests {
             fs::read(d.path().join("backups").join(ARCHIVE_NAME)).unwrap(),
             b"hello"
         );
-        // Three more puts: only KEEP versions stay.
+        // Three more puts: only `keep` versions stay.
         for i in 0..3 {
-            fs::write(&a, format!("v{i}")).unwrap();
-            store
-                .put(&a, &hex::encode(Sha256::digest(format!("v{i}"))))
-                .await
-                .unwrap();
+            put(&store, &a, &format!("v{i}"));
         }
         let n = fs::read_dir(d.path().join("backups").join(VERSIONS))
             .unwrap()
             .count();
-        assert_eq!(n, KEEP);
+        assert_eq!(n, 2);
+        let head = store.head().await.unwrap().unwrap();
+        assert_eq!(head.sha256, Some(hex::encode(Sha256::digest("v2"))));
+        let listed = store.list_versions().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0], head, "newest first, and head is the newest");
+        assert_eq!(listed[1].sha256, Some(hex::encode(Sha256::digest("v1"))));
+        // Any listed version can be fetched.
+        let older = store.fetch(&listed[1], d.path()).await.unwrap();
+        assert_eq!(fs::read(&older.archive).unwrap(), b"v1");
+        assert_eq!(older.actual_sha256, older.expected_sha256);
+    }
+
+    /// `spare_archive` offers exactly the version the next put deletes: the oldest, once
+    /// `keep` versions are kept, and never the current one (so with keep = 1, nothing).
+    #[test]
+    fn the_spare_is_exactly_what_the_next_put_deletes() {
+        for keep in 1..=4 {
+            let d = tempfile::tempdir().unwrap();
+            let store = DirStore::new(d.path().join("b"), keep);
+            let a = d.path().join("a.tar.gz");
+            let versions = d.path().join("b").join(VERSIONS);
+            assert_eq!(store.offers_spares(), keep > 1);
+            for i in 0..keep + 3 {
+                let before = version_names(&versions);
+                let spare = store.spare_archive();
+                let id = put(&store, &a, &format!("keep {keep} put {i}"));
+                let after = version_names(&versions);
+                let deleted: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+                let offered = spare.map(|p| {
+                    assert_eq!(p.file_name().unwrap(), ARCHIVE_NAME);
+                    let dir = p.parent().unwrap();
+                    assert_eq!(dir.parent().unwrap(), versions);
+                    dir.file_name().unwrap().to_string_lossy().into_owned()
+                });
+                match offered {
+                    Some(name) => assert_eq!(deleted, vec![&name], "keep {keep}, put {i}"),
+                    // With keep = 1 the put deletes the current version, never offered.
+                    None if keep == 1 => {
+                        assert_eq!(deleted, before.last().into_iter().collect::<Vec<_>>())
+                    }
+                    None => assert!(deleted.is_empty(), "keep {keep}, put {i}: {deleted:?}"),
+                }
+                assert_eq!(after.len(), (i + 1).min(keep), "keep {keep}, put {i}");
+                assert_eq!(after.last(), Some(&id));
+            }
+        }
+    }
+
+    /// A spare taken over (renamed away) is a version no more: not listed, not fetched; the
+    /// next put removes the rest of it, and the others stay intact.
+    #[tokio::test]
+    async fn a_taken_over_spare_is_no_longer_a_version() {
+        let d = tempfile::tempdir().unwrap();
+        let store = DirStore::new(d.path().join("b"), 3);
+        let a = d.path().join("a.tar.gz");
+        for i in 0..3 {
+            put(&store, &a, &format!("v{i}"));
+        }
+        let listed = store.list_versions().await.unwrap();
+        assert_eq!(listed.len(), 3);
+        let spare = store.spare_archive().expect("the oldest is offered");
+        fs::rename(&spare, d.path().join("taken.tar.gz")).unwrap();
+        let now = store.list_versions().await.unwrap();
+        assert_eq!(now, listed[..2].to_vec());
+        let e = store.fetch(&listed[2], d.path()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
+        put(&store, &a, "v3");
+        let now = store.list_versions().await.unwrap();
+        assert_eq!(now.len(), 3);
+        assert_eq!(now[1..], listed[..2]);
+        assert_eq!(version_names(&d.path().join("b").join(VERSIONS)).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_seed_pair_is_a_version_and_stays_one_after_the_first_put() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("b");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join(ARCHIVE_NAME), "seed bytes").unwrap();
+        let seed_sha = hex::encode(Sha256::digest("seed bytes"));
+        fs::write(
+            root.join(SIDECAR_NAME),
+            format!("{seed_sha}  {ARCHIVE_NAME}\n"),
+        )
+        .unwrap();
+        let store = DirStore::new(root.clone(), 3);
+        let listed = store.list_versions().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, SEED);
+        assert_eq!(listed[0].sha256.as_deref(), Some(seed_sha.as_str()));
+        assert!(listed[0].time.as_deref().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(store.head().await.unwrap().unwrap(), listed[0]);
+
+        put(&store, &d.path().join("a.tar.gz"), "new");
+        let listed = store.list_versions().await.unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(listed[1].sha256.as_deref(), Some(seed_sha.as_str()));
+        let f = store.fetch(&listed[1], d.path()).await.unwrap();
+        assert_eq!(fs::read(&f.archive).unwrap(), b"seed bytes");
+        assert!(fs::symlink_metadata(root.join(ARCHIVE_NAME))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn version_names_carry_their_time() {
         assert_eq!(
-            store.head().await.unwrap().unwrap().sha256,
-            hex::encode(Sha256::digest("v2"))
+            time_of_name("20261205T104500.123Z-0123456789ab").as_deref(),
+            Some("2026-12-05T10:45:00.123Z")
         );
+        assert_eq!(time_of_name("seed"), None);
+        assert_eq!(time_of_name("20261205X104500.123Z"), None);
+        let now = stamp(std::time::SystemTime::now());
+        assert!(time_of_name(&now).is_some(), "{now}");
+    }
+
+    #[test]
+    fn ids_never_leave_the_versions_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let store = DirStore::new(d.path().to_path_buf(), 3);
+        fs::create_dir_all(d.path().join(VERSIONS)).unwrap();
+        std::os::unix::fs::symlink(".versions/x", d.path().join(CURRENT)).unwrap();
+        for id in ["", "../x", ".tmp-1", "a/b", "seed"] {
+            let e = store.version_dir(id);
+            if id == "seed" {
+                // Not a seed folder (it has `current`): a plain (absent) name.
+                assert!(e.unwrap().ends_with(".versions/seed"));
+            } else {
+                assert!(matches!(e, Err(StoreError::Missing(_))), "{id:?}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -328,7 +658,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("not-a-dir");
         fs::write(&file, "x").unwrap();
-        let store = DirStore::new(file);
+        let store = DirStore::new(file, 3);
         assert!(store.fetch_latest(d.path()).await.is_err());
+        assert!(store.list_versions().await.is_err());
     }
 }

@@ -14,6 +14,12 @@
 //!   the archive *at that commit*, hashing while writing to a file in `scratch`, so both files
 //!   come from the same commit even if someone writes meanwhile. It never uses hf-hub's cache
 //!   mode, which does not check the HTTP status of the download (facts/hf-hub-protocol.md).
+//! - **Versions** (what a restore falls back to when the newest fails verification) are the
+//!   commits of `main` since the last squash that hold a backup pair, newest first
+//!   (`GET /api/datasets/{id}/commits/{head}` through hf-hub's `list_commits`, then each
+//!   commit's paths-info and sidecar); a run of commits holding the same pair is one version,
+//!   named by the commit that introduced it. Each version is downloaded at its commit id, like
+//!   the latest. At most [`MAX_LISTED_COMMITS`] commits are looked at.
 //! - `put` commits with `parentCommit` = the head this process last saw (at its restore or its
 //!   last upload): if someone else wrote in between, the Hub refuses (412) and we return
 //!   `Conflict` instead of overwriting. The stale view is then dropped, so the *next* backup
@@ -55,7 +61,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tracing::{info, warn};
 
 use self::failure::{Context, Failure};
-use super::{parse_sidecar, Fetched, RemoteInfo, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
+use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
 use crate::settings::{HfSettings, Secret};
 
 /// The branch backups live on.
@@ -74,6 +80,11 @@ const MIN_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 /// A sidecar is a 64-character digest; anything much bigger is not one.
 const MAX_SIDECAR_BYTES: u64 = 4096;
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+/// Commits looked at when listing versions: far more than lie between two squashes (every 24
+/// uploads by default); with squashing off, the newest this many.
+pub const MAX_LISTED_COMMITS: usize = 100;
+/// Requests in flight while reading the commits' files for `list_versions`.
+const LIST_CONCURRENCY: usize = 4;
 
 pub struct HfStore {
     dataset: String,
@@ -99,6 +110,13 @@ struct Writer {
     /// When recent commits were made, oldest first (for the hourly budget).
     commits: VecDeque<Instant>,
     commits_per_hour: u32,
+}
+
+/// The backup files at one commit: (git blob id, size) of each.
+#[derive(Clone, PartialEq, Eq)]
+struct Pair {
+    archive: (String, u64),
+    sidecar: Option<(String, u64)>,
 }
 
 /// Where the latest backup is, at one commit.
@@ -344,30 +362,121 @@ impl HfStore {
         let Some(commit) = info.sha else {
             return Ok(Located::NoBackup { commit: None });
         };
+        match self.pair_at(&commit, what).await? {
+            None => Ok(Located::NoBackup { commit: Some(commit) }),
+            Some(Pair { sidecar: None, .. }) => Err(StoreError::Corrupt(format!(
+                "dataset {} has {ARCHIVE_NAME} but no {SIDECAR_NAME} at commit {}: the archive cannot be verified; upload a matching {SIDECAR_NAME} or remove the archive to start fresh",
+                self.dataset,
+                short(&commit)
+            ))),
+            Some(Pair { archive, sidecar: Some(sidecar) }) => Ok(Located::Backup {
+                commit,
+                archive_size: archive.1,
+                sidecar_size: sidecar.1,
+            }),
+        }
+    }
+
+    /// The backup files at `commit`; None when it holds no archive.
+    async fn pair_at(&self, commit: &str, what: &str) -> Result<Option<Pair>, StoreError> {
         let entries = self
             .call("listing the backup files", || {
                 self.repo
                     .get_paths_info()
                     .paths(vec![ARCHIVE_NAME.to_string(), SIDECAR_NAME.to_string()])
-                    .revision(commit.clone())
+                    .revision(commit.to_string())
                     .send()
             })
             .await
             .map_err(|f| self.fail(what, f))?;
-        let size_of = |name: &str| {
+        let file = |name: &str| {
             entries.iter().find_map(|e| match e {
-                RepoTreeEntry::File { path, size, .. } if path == name => Some(*size),
+                RepoTreeEntry::File {
+                    path, oid, size, ..
+                } if path == name => Some((oid.clone(), *size)),
                 _ => None,
             })
         };
-        match (size_of(ARCHIVE_NAME), size_of(SIDECAR_NAME)) {
-            (None, _) => Ok(Located::NoBackup { commit: Some(commit) }),
-            (Some(_), None) => Err(StoreError::Corrupt(format!(
-                "dataset {} has {ARCHIVE_NAME} but no {SIDECAR_NAME} at commit {}: the archive cannot be verified; upload a matching {SIDECAR_NAME} or remove the archive to start fresh",
-                self.dataset,
-                short(&commit)
-            ))),
-            (Some(archive_size), Some(sidecar_size)) => Ok(Located::Backup { commit, archive_size, sidecar_size }),
+        Ok(file(ARCHIVE_NAME).map(|archive| Pair {
+            archive,
+            sidecar: file(SIDECAR_NAME),
+        }))
+    }
+
+    /// The commits of `main` from `head` back (newest first, at most `MAX_LISTED_COMMITS`).
+    async fn commits_from(
+        &self,
+        head: &str,
+        what: &str,
+    ) -> Result<Vec<hf_hub::repository::GitCommitInfo>, StoreError> {
+        use futures_util::TryStreamExt;
+        self.call("listing the dataset's commits", || async {
+            self.repo
+                .list_commits()
+                .revision(head.to_string())
+                .limit(MAX_LISTED_COMMITS)
+                .send()?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await
+        .map_err(|f| self.fail(what, f))
+    }
+
+    /// The commits that introduced each backup pair, newest first, with the pair.
+    async fn pair_commits(
+        &self,
+        commits: Vec<hf_hub::repository::GitCommitInfo>,
+        what: &str,
+    ) -> Result<Vec<(hf_hub::repository::GitCommitInfo, Pair)>, StoreError> {
+        let ids: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
+        let pairs: Vec<Option<Pair>> = futures_util::stream::iter(ids)
+            .map(|id| async move { self.pair_at(&id, what).await })
+            .buffered(LIST_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        // A commit that leaves the pair as its parent had it (another file changed, a squash
+        // of one commit) is the same backup: keep the oldest commit of such a run.
+        let mut out: Vec<(hf_hub::repository::GitCommitInfo, Pair)> = Vec::new();
+        let mut previous: Option<Pair> = None;
+        for (commit, pair) in commits.into_iter().zip(pairs) {
+            match (&pair, out.last_mut()) {
+                (Some(p), Some(last)) if previous.as_ref() == Some(p) => last.0 = commit,
+                (Some(p), _) => out.push((commit, p.clone())),
+                (None, _) => {}
+            }
+            previous = pair;
+        }
+        Ok(out)
+    }
+
+    /// What the sidecar at `commit` claims; None when it holds no digest (a version that
+    /// never verifies, still listed).
+    async fn claimed_sha(
+        &self,
+        commit: &str,
+        pair: &Pair,
+        what: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let Some((_, size)) = pair.sidecar else {
+            return Ok(None);
+        };
+        match self.read_sidecar(commit, size, what).await {
+            Ok(sha) => Ok(Some(sha)),
+            Err(StoreError::Corrupt(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A restore, `verify` or `--list` that read `main` at `head` sets the baseline for
+    /// conflict detection, unless one exists: an existing baseline is never advanced here, or
+    /// a concurrent writer would go unnoticed.
+    fn adopt_head(&self, head: Option<&String>) {
+        let mut seen = self.last_head.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.is_none() {
+            *seen = head.cloned();
         }
     }
 
@@ -640,6 +749,65 @@ impl Store for HfStore {
         }
     }
 
+    async fn list_versions(&self) -> Result<Vec<Version>, StoreError> {
+        let what = "listing the backup versions";
+        let Some(info) = self.dataset_info().await.map_err(|f| self.fail(what, f))? else {
+            self.check_token_after_404(what).await?;
+            return Ok(Vec::new());
+        };
+        self.check_visibility(&info)?;
+        let Some(head) = info.sha else {
+            return Ok(Vec::new());
+        };
+        self.adopt_head(Some(&head));
+        let commits = self.commits_from(&head, what).await?;
+        let picked = self.pair_commits(commits, what).await?;
+        let wanted: Vec<(String, Pair)> = picked
+            .iter()
+            .map(|(c, pair)| (c.id.clone(), pair.clone()))
+            .collect();
+        let shas: Vec<Option<String>> = futures_util::stream::iter(wanted)
+            .map(|(id, pair)| async move { self.claimed_sha(&id, &pair, what).await })
+            .buffered(LIST_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        Ok(picked
+            .into_iter()
+            .zip(shas)
+            .map(|((commit, pair), sha256)| Version {
+                id: commit.id,
+                time: commit.date,
+                size: pair.archive.1,
+                sha256,
+            })
+            .collect())
+    }
+
+    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+        // Commit ids are immutable: what was listed is what is downloaded. The baseline for
+        // the next upload stays the head read by `head`/`list_versions` (an older version
+        // restored is not what the next upload builds on).
+        let expected_sha256 = version.sha256.clone().ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{SIDECAR_NAME} in dataset {} at commit {} does not hold a SHA-256 digest: the archive cannot be verified",
+                self.dataset,
+                short(&version.id)
+            ))
+        })?;
+        let (archive, actual_sha256) = self
+            .download_archive(&version.id, version.size, scratch)
+            .await?;
+        info!(dataset = %self.dataset, commit = short(&version.id), size = version.size, "downloaded {ARCHIVE_NAME}");
+        Ok(Fetched {
+            archive,
+            expected_sha256,
+            actual_sha256,
+            size: version.size,
+        })
+    }
+
     async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError> {
         let what = "reading the latest backup";
         let (commit, archive_size, sidecar_size) = match self.locate(what).await? {
@@ -659,19 +827,17 @@ impl Store for HfStore {
                 sidecar_size,
             } => (commit, archive_size, sidecar_size),
         };
-        let expected_sha256 = self.read_sidecar(&commit, sidecar_size, what).await?;
-        let (archive, actual_sha256) = self
-            .download_archive(&commit, archive_size, scratch)
-            .await?;
-        // What we restored from is what the next upload must build on.
-        self.set_last_head(Some(commit.clone()));
-        info!(dataset = %self.dataset, commit = short(&commit), size = archive_size, "downloaded {ARCHIVE_NAME}");
-        Ok(Some(Fetched {
-            archive,
-            expected_sha256,
-            actual_sha256,
+        let sha256 = self.read_sidecar(&commit, sidecar_size, what).await?;
+        let version = Version {
+            id: commit.clone(),
+            time: None,
             size: archive_size,
-        }))
+            sha256: Some(sha256),
+        };
+        let fetched = self.fetch(&version, scratch).await?;
+        // What we restored from is what the next upload must build on.
+        self.set_last_head(Some(commit));
+        Ok(Some(fetched))
     }
 
     async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError> {
@@ -803,6 +969,10 @@ impl Store for HfStore {
         self.set_last_head(new_head.clone());
         info!(dataset = %self.dataset, commit = new_head.as_deref().map(short), size, "uploaded {ARCHIVE_NAME}");
 
+        // The squash runs here and nowhere else: only right after an upload that succeeded,
+        // so the one commit it leaves holds a backup the engine has just checked (its database
+        // copies verified). Squashing drops every older version a restore could fall back to;
+        // squashing without a fresh upload could leave only a bad one.
         if self.squash_every > 0
             && writer.uploads_since_squash >= self.squash_every
             && writer.can_commit()
@@ -823,21 +993,14 @@ impl Store for HfStore {
         Ok(new_head)
     }
 
-    async fn head(&self) -> Result<Option<RemoteInfo>, StoreError> {
+    async fn head(&self) -> Result<Option<Version>, StoreError> {
         let what = "reading the latest backup's digest";
         // A restore that finds the local state already equal to the latest backup stops at
-        // `head`: that commit is then the baseline for conflict detection. An existing baseline
-        // is never advanced here, or a concurrent writer would go unnoticed.
-        let adopt = |commit: Option<&String>| {
-            let mut seen = self.last_head.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.is_none() {
-                *seen = commit.cloned();
-            }
-        };
+        // `head`: that commit is then the baseline for conflict detection.
         match self.locate(what).await? {
             Located::NoDataset => Ok(None),
             Located::NoBackup { commit } => {
-                adopt(commit.as_ref());
+                self.adopt_head(commit.as_ref());
                 Ok(None)
             }
             Located::Backup {
@@ -846,11 +1009,12 @@ impl Store for HfStore {
                 sidecar_size,
             } => {
                 let sha256 = self.read_sidecar(&commit, sidecar_size, what).await?;
-                adopt(Some(&commit));
-                Ok(Some(RemoteInfo {
-                    sha256,
-                    size: Some(archive_size),
-                    version: Some(commit),
+                self.adopt_head(Some(&commit));
+                Ok(Some(Version {
+                    id: commit,
+                    time: None,
+                    size: archive_size,
+                    sha256: Some(sha256),
                 }))
             }
         }

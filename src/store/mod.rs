@@ -29,13 +29,20 @@ pub struct Fetched {
     pub size: u64,
 }
 
-/// What a store can say about its latest backup without downloading it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RemoteInfo {
-    pub sha256: String,
-    pub size: Option<u64>,
-    /// A store-specific version, e.g. the HF commit id.
-    pub version: Option<String>,
+/// One backup a store holds: an archive with its sidecar, as `list_versions` and `head`
+/// describe it without downloading the archive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Version {
+    /// The store's name for it: the folder under `.versions/` (dir) or the commit id (hf).
+    /// Stable: the same id always names the same bytes.
+    pub id: String,
+    /// When it was published (RFC 3339, UTC), when the store knows.
+    pub time: Option<String>,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// The digest its sidecar claims (lowercase hex); None when the sidecar is missing or holds
+    /// no digest (such a version never verifies, but it is still listed).
+    pub sha256: Option<String>,
 }
 
 /// Why a store call failed. Each kind gets one clear line and its own behaviour upstream.
@@ -75,20 +82,38 @@ pub trait Store: Send + Sync {
     /// For logs and `status`, e.g. `dir:/backups` or `hf:alice/openclaw-backup`. No secrets.
     fn describe(&self) -> String;
 
-    /// Download the latest backup into a new file inside `scratch` (same filesystem as the state
-    /// dir). `Ok(None)` only when the store positively holds no backup: that means a fresh start.
-    async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError>;
+    /// Every backup the store holds, newest first (what a restore may fall back to). Empty only
+    /// when the store positively holds none.
+    async fn list_versions(&self) -> Result<Vec<Version>, StoreError>;
+
+    /// Download `version` (one `list_versions` or `head` returned) into a new file inside
+    /// `scratch` (same filesystem as the state dir). `Missing` when the version is gone since
+    /// it was listed; `Corrupt` when its stored pair is unreadable.
+    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError>;
+
+    /// The latest backup, without downloading the archive; None only when the store
+    /// positively holds no backup. `Corrupt` when the latest pair is unreadable.
+    async fn head(&self) -> Result<Option<Version>, StoreError>;
+
+    /// Download the latest backup (`head` then `fetch`). `Ok(None)` only when the store
+    /// positively holds no backup: that means a fresh start.
+    async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError> {
+        match self.head().await? {
+            None => Ok(None),
+            Some(v) => self.fetch(&v, scratch).await.map(Some),
+        }
+    }
 
     /// Publish `archive` with its digest as the new latest, archive and sidecar as one unit.
     /// Returns the new version id if the store has one.
     async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError>;
 
-    /// The latest backup's digest and size, without downloading the archive.
-    async fn head(&self) -> Result<Option<RemoteInfo>, StoreError>;
-
-    /// A local archive file that the next `put` would delete, if the store has one. The next
-    /// backup may take it over (see `backup::take_over`) and overwrite its pages in place,
-    /// which costs the kernel a fraction of filling a new file of the same size.
+    /// The archive file of the version the next `put` will delete, if the store keeps its
+    /// archives on this machine and the next `put` deletes one; never the latest. The caller
+    /// may rename that file away (see `backup::take_over`) and overwrite its pages in place,
+    /// which costs the kernel a fraction of filling a new file of the same size. Once it is
+    /// renamed away, its version is gone: `list_versions` and `fetch` no longer offer it, and
+    /// the next `put` removes what is left of it. Nothing else of the store may be renamed.
     fn spare_archive(&self) -> Option<PathBuf> {
         None
     }
@@ -105,7 +130,9 @@ pub trait Store: Send + Sync {
 pub async fn open(settings: Option<&StoreSettings>) -> anyhow::Result<Option<Box<dyn Store>>> {
     Ok(match settings {
         None => None,
-        Some(StoreSettings::Dir { path }) => Some(Box::new(dir::DirStore::new(path.clone()))),
+        Some(StoreSettings::Dir { path, keep }) => {
+            Some(Box::new(dir::DirStore::new(path.clone(), *keep)))
+        }
         Some(StoreSettings::Hf(hf)) => Some(Box::new(hf::HfStore::open(hf).await?)),
     })
 }

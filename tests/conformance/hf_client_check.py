@@ -127,11 +127,35 @@ def main() -> None:
     assert expanded[0].last_commit is not None and expanded[0].last_commit.oid == info.oid, expanded
     step("get_paths_info")
 
-    # Overwrite, then squash: history becomes one commit with the same files.
+    # Overwrite: the history holds every version, newest first, each downloadable at its commit.
     api.upload_file(
         path_or_fileobj=pseudo_random(300_000, 3), path_in_repo="latest_backup.tar.gz", repo_id=repo, repo_type="dataset"
     )
-    assert len(api.list_repo_commits(repo, repo_type="dataset")) == 4  # initial + 3 uploads
+    commits = api.list_repo_commits(repo, repo_type="dataset")
+    ids = [c.commit_id for c in commits]
+    assert len(ids) == 4 and len(set(ids)) == 4, ids  # initial + 3 uploads
+    assert ids[0] == api.repo_info(repo, repo_type="dataset").sha, ids
+    assert ids[1] == commit.oid and ids[2] == info.oid, ids
+    for c in commits:
+        assert len(c.commit_id) == 40 and isinstance(c.title, str) and isinstance(c.message, str), c
+        assert c.created_at.tzinfo is not None and c.authors, c
+        assert c.formatted_title is None, c
+    assert commits[1].title == "two files", commits[1]
+    formatted = api.list_repo_commits(repo, repo_type="dataset", formatted=True)
+    assert [c.commit_id for c in formatted] == ids and all(c.formatted_title for c in formatted), formatted
+    older = api.list_repo_commits(repo, repo_type="dataset", revision=info.oid)
+    assert [c.commit_id for c in older] == ids[2:], older
+    old_path = hf_hub_download(
+        repo, "latest_backup.tar.gz", repo_type="dataset", revision=info.oid, cache_dir=cache, token=token
+    )
+    with open(old_path, "rb") as f:
+        assert f.read() == archive, "the archive at an older commit differs"
+    new_path = hf_hub_download(repo, "latest_backup.tar.gz", repo_type="dataset", cache_dir=cache, token=token)
+    with open(new_path, "rb") as f:
+        assert f.read() == pseudo_random(300_000, 3), "the archive at the head differs"
+    step("list_repo_commits and download at an older commit")
+
+    # Squash: history becomes one commit with the same files.
     api.super_squash_history(repo, repo_type="dataset")
     assert sorted(api.list_repo_files(repo, repo_type="dataset")) == files
     assert len(api.list_repo_commits(repo, repo_type="dataset")) == 1

@@ -49,6 +49,7 @@ pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     redirect_resolve: Mutex<bool>,
     max_inline_bytes: Mutex<Option<u64>>,
+    commits_page_size: Mutex<Option<usize>>,
 }
 
 impl Faults {
@@ -100,6 +101,22 @@ impl Faults {
     pub fn max_inline_bytes(&self) -> Option<u64> {
         *self
             .max_inline_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits per page of `GET /api/{T}/{id}/commits/{rev}` when the client sends no `limit`
+    /// (None = `DEFAULT_COMMITS_PAGE`): small pages make clients follow the `Link` header.
+    pub fn set_commits_page_size(&self, n: Option<usize>) {
+        *self
+            .commits_page_size
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = n;
+    }
+
+    pub fn commits_page_size(&self) -> Option<usize> {
+        *self
+            .commits_page_size
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }

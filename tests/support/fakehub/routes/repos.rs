@@ -213,26 +213,93 @@ pub(super) fn tree(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str, dir:
     json_response(200, &Value::Array(entries.into_values().collect()), &[])
 }
 
-/// `GET /api/{T}/{id}/commits/{rev}`: history from `rev`, newest first (one page).
+/// Commits per page when the client sends no `limit` (the Hub pages its commit list; clients
+/// follow `Link: <...>; rel="next"`).
+pub(super) const DEFAULT_COMMITS_PAGE: usize = 50;
+/// The largest `limit` honoured.
+const MAX_COMMITS_PAGE: usize = 1000;
+
+/// `GET /api/{T}/{id}/commits/{rev}[?p=N&limit=M&expand[]=formatted]`: history from `rev`,
+/// newest first, one page at a time, as `HfApi.list_repo_commits` and hf-hub's `list_commits`
+/// read it: items `{"id","title","message","date","authors":[{"user"}],"parents"}` (plus
+/// `"formatted":{"title","message"}` when asked), `X-Total-Count`, and a `Link` header naming
+/// the next page (with the same query) while there is one.
 pub(super) fn list_commits(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> Response {
+    let query: Vec<(String, String)> = req
+        .query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page: usize = match param("p").map(str::parse).transpose() {
+        Ok(p) => p.unwrap_or(0),
+        Err(_) => return error(400, None, "commits: p must be a page number"),
+    };
+    let size = match param("limit").map(str::parse::<usize>).transpose() {
+        Ok(Some(n)) if (1..=MAX_COMMITS_PAGE).contains(&n) => n,
+        Ok(None) => hub
+            .faults
+            .commits_page_size()
+            .unwrap_or(DEFAULT_COMMITS_PAGE),
+        _ => return error(400, None, "commits: limit must be between 1 and 1000"),
+    };
+    let formatted = query
+        .iter()
+        .any(|(k, v)| k == "expand[]" && v == "formatted");
     let st = hub.state();
     let (repo, head) = match at_rev(readable(&st, req, rt, id), rev) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut out = Vec::new();
+    let mut all = Vec::new();
     let mut next = Some(head);
     while let Some(oid) = next {
         let Some(c) = repo.commits.get(&oid) else {
             break;
         };
-        out.push(json!({
-            "id": oid, "title": c.title, "message": c.title, "date": c.date,
-            "authors": [{"user": "fakehub"}], "parents": c.parent.iter().collect::<Vec<_>>(),
-        }));
         next = c.parent.clone();
+        all.push((oid, c));
     }
-    json_response(200, &Value::Array(out), &[])
+    let total = all.len();
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip(page * size)
+        .take(size)
+        .map(|(oid, c)| {
+            let mut item = json!({
+                "id": oid, "title": c.title, "message": c.title, "date": c.date,
+                "authors": [{"user": "fakehub", "avatar": ""}],
+                "parents": c.parent.iter().collect::<Vec<_>>(),
+            });
+            if formatted {
+                item["formatted"] = json!({"title": format!("<p>{}</p>", c.title), "message": ""});
+            }
+            item
+        })
+        .collect();
+    let mut headers = vec![("X-Total-Count", total.to_string())];
+    if (page + 1) * size < total {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query.iter().filter(|(k, _)| k != "p" && k != "limit") {
+            q.append_pair(k, v);
+        }
+        q.append_pair("p", &(page + 1).to_string());
+        q.append_pair("limit", &size.to_string());
+        let rev_enc =
+            percent_encoding::utf8_percent_encode(rev, percent_encoding::NON_ALPHANUMERIC);
+        let url = format!(
+            "{}/api/{}/{id}/commits/{rev_enc}?{}",
+            hub.endpoint,
+            rt.plural(),
+            q.finish()
+        );
+        headers.push(("Link", format!("<{url}>; rel=\"next\"")));
+    }
+    json_response(200, &Value::Array(items), &headers)
 }
 
 /// Row 12: `POST /api/{T}/{id}/super-squash/{branch}`: history becomes one commit.
