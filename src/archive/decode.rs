@@ -18,7 +18,8 @@ use libdeflater::Decompressor;
 
 use crate::archive::gz;
 
-/// One member of ours: offset and length in the archive, uncompressed length, BLAKE3 (hex).
+/// One member of ours: offset and length in the archive, uncompressed length, BLAKE3 (hex;
+/// empty when the member must not be reused, see `gz::judged`).
 pub type Member = (u64, u64, u64, String);
 
 /// Buffers sent while streaming a foreign archive.
@@ -65,7 +66,11 @@ pub fn decode(
                 format!("{e} at byte {off}"),
             ));
         }
-        let ukey = blake3::hash(&buf).to_hex().to_string();
+        // No content key (never reused) for a member an older version stored from a sample.
+        let ukey = match gz::judged(&head, len, buf.len()) {
+            true => blake3::hash(&buf).to_hex().to_string(),
+            false => String::new(),
+        };
         members.push((off, len as u64, buf.len() as u64, ukey));
         off += len as u64;
         if out.send(Ok(buf)).is_err() {
