@@ -204,6 +204,23 @@ mod tests {
     }
 
     #[test]
+    fn members_stored_by_an_older_rule_get_no_content_key() {
+        let mut p = gz::Packer::default();
+        let mut random = vec![0u8; 200_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut random);
+        let now = p.member(&random, Vec::new());
+        // The same member as a version that stored by a sample wrote it: XFL 0 (the header
+        // has no checksum, so it stays a valid member).
+        let mut old = now.clone();
+        old[8] = 0;
+        let (got, members) = run(&[now, old].concat());
+        assert_eq!(got.unwrap(), random.repeat(2));
+        let members = members.expect("all members are ours");
+        assert_eq!(members[0].3, blake3::hash(&random).to_hex().to_string());
+        assert_eq!(members[1].3, "", "never reused for its content");
+    }
+
+    #[test]
     fn damaged_members_fail_the_read() {
         let mut p = gz::Packer::default();
         let data = b"some state ".repeat(10_000);
