@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Backup/restore benchmark: `entrypoint backup|restore` (dir store) against the seed method
 # (`tar czf` + `sha256sum`; restore = `sha256sum -c` + `tar xzf`), in one run, on a synthetic
-# ~500 MB / ~17k-file state dir (bench/gen_state.py). Prints a table.
+# ~500 MB / ~17k-file state dir (bench/gen_state.py), and full backups of an ~86 MB adversarial
+# one (bench/gen_adversarial.py: redundancy a sample cannot see). Prints a table.
 #
 #   bench/backup.sh                     # uses $CARGO_TARGET_DIR/release/entrypoint (or target/)
 #   BENCH_DIR=/tmp/x ENTRYPOINT_BIN=... bench/backup.sh
@@ -110,7 +111,29 @@ done
 pick base_restore
 pick restore
 
-grep -q '"uploaded"' "$DIR/full.out" && grep -q '"skipped"' "$DIR/nochange.out" && grep -q '"uploaded"' "$DIR/small.out" \
+# The adversarial tree (bench/gen_adversarial.py: redundancy no sample can see): a full backup
+# from scratch beside the seed's, 3 rounds; the archive must stay within 1.10x of `tar czf`.
+ADV=$DIR/adv
+if [ ! -f "$ADV/.generated" ]; then
+  rm -rf "$ADV"; mkdir -p "$ADV/data"
+  echo "generating the adversarial state dir in $ADV/data/.openclaw ..." >&2
+  python3 bench/gen_adversarial.py "$ADV/data/.openclaw"
+  touch "$ADV/.generated"
+fi
+rm -rf "$ADV/data/.openclaw-space" "$ADV/store" "$ADV/base"; mkdir -p "$ADV/base"
+find "$ADV/data/.openclaw" -type f -exec cat {} + > /dev/null
+for i in 1 2 3; do
+  t adv_base.$i sh -c "cd '$ADV/data' && tar czf '$ADV/base/latest_backup.tar.gz' .openclaw && cd '$ADV/base' && sha256sum latest_backup.tar.gz > latest_backup.sha256"
+  rm -rf "$ADV/data/.openclaw-space" "$ADV/store"
+  ENTRYPOINT_DATA_DIR=$ADV/data ENTRYPOINT_BACKUP_DIR=$ADV/store t adv_full.$i "$BIN" backup
+done
+pick adv_base
+pick adv_full
+adv_base_size=$(stat -c %s "$ADV/base/latest_backup.tar.gz")
+adv_size=$(stat -L -c %s "$ADV/store/latest_backup.tar.gz")
+adv_mb=$(du -sm "$ADV/data/.openclaw" | cut -f1)
+
+grep -q '"uploaded"' "$DIR/full.out" && grep -q '"uploaded"' "$DIR/adv_full.out" && grep -q '"skipped"' "$DIR/nochange.out" && grep -q '"uploaded"' "$DIR/small.out" \
   && grep -q '"uploaded"' "$DIR/small_first.out" \
   && grep -q '"restored"' "$DIR/restore.out" || { echo "unexpected outcome:"; cat "$DIR"/*.out; exit 1; }
 
@@ -123,5 +146,7 @@ printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: full backup (no cache, med 3)" 
 printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: nothing changed (med 3)" "$(wall nochange)" "$(cpu nochange)" "$(rss nochange)" - "$(ratio "$(wall nochange)" "$bw")" "<= 0.1 s"
 printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: small change after full (med 3)" "$(wall small_first)" "$(cpu small_first)" "$(rss small_first)" - "$(ratio "$(wall small_first)" "$bw")" "<= 0.025; new bytes $reup (<= 3 %)"
 printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: small change (med 3 in a row)" "$(wall small)" "$(cpu small)" "$(rss small)" "$(python3 -c "print(f'{$small_size/1e6:.1f}')")" "$(ratio "$(wall small)" "$bw")" "<= 0.025"
+printf '%-38s %9s %7s %8s %12s %10s %s\n' "seed: adversarial ${adv_mb} MB (med 3)" "$(wall adv_base)" "$(cpu adv_base)" "$(rss adv_base)" "$(python3 -c "print(f'{$adv_base_size/1e6:.1f}')")" 1 -
+printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: full backup, adversarial (med 3)" "$(wall adv_full)" "$(cpu adv_full)" "$(rss adv_full)" "$(python3 -c "print(f'{$adv_size/1e6:.1f}')")" "$(ratio "$(wall adv_full)" "$(wall adv_base)")" "<= 0.125, size <= 1.10x ($(ratio "$adv_size" "$adv_base_size")x)"
 printf '%-38s %9s %7s %8s %12s %10s %s\n' "seed: sha256sum -c + tar xzf (med 3)" "$rw" "$(cpu base_restore)" "$(rss base_restore)" - 1 -
 printf '%-38s %9s %7s %8s %12s %10s %s\n' "ours: restore (med 3)" "$(wall restore)" "$(cpu restore)" "$(rss restore)" - "$(ratio "$(wall restore)" "$rw")" "<= 0.8"

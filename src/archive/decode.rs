@@ -18,7 +18,8 @@ use libdeflater::Decompressor;
 
 use crate::archive::gz;
 
-/// One member of ours: offset and length in the archive, uncompressed length, BLAKE3 (hex).
+/// One member of ours: offset and length in the archive, uncompressed length, BLAKE3 (hex;
+/// empty when the member must not be reused, see `gz::judged`).
 pub type Member = (u64, u64, u64, String);
 
 /// Buffers sent while streaming a foreign archive.
@@ -65,7 +66,11 @@ pub fn decode(
                 format!("{e} at byte {off}"),
             ));
         }
-        let ukey = blake3::hash(&buf).to_hex().to_string();
+        // No content key (never reused) for a member an older version stored from a sample.
+        let ukey = match gz::judged(&head, len, buf.len()) {
+            true => blake3::hash(&buf).to_hex().to_string(),
+            false => String::new(),
+        };
         members.push((off, len as u64, buf.len() as u64, ukey));
         off += len as u64;
         if out.send(Ok(buf)).is_err() {
@@ -196,6 +201,23 @@ mod tests {
         mixed.extend(foreign(&b));
         let (got, members) = run(&mixed);
         assert_eq!((got.unwrap(), members.is_none()), (whole, true));
+    }
+
+    #[test]
+    fn members_stored_by_an_older_rule_get_no_content_key() {
+        let mut p = gz::Packer::default();
+        let mut random = vec![0u8; 200_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut random);
+        let now = p.member(&random, Vec::new());
+        // The same member as a version that stored by a sample wrote it: XFL 0 (the header
+        // has no checksum, so it stays a valid member).
+        let mut old = now.clone();
+        old[8] = 0;
+        let (got, members) = run(&[now, old].concat());
+        assert_eq!(got.unwrap(), random.repeat(2));
+        let members = members.expect("all members are ours");
+        assert_eq!(members[0].3, blake3::hash(&random).to_hex().to_string());
+        assert_eq!(members[1].3, "", "never reused for its content");
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl Pool {
 /// Identifies how members are made; a different value never reuses old members.
 pub fn format_id() -> String {
     format!(
-        "oc-members-v2 libdeflate-1 store<10% blake3 big={BIG} cdc={CDC_MIN}/{CDC_MAX}/18 db={DB_CHUNK} anchor={ANCHOR}"
+        "oc-members-v3 libdeflate-1 store-if-not-smaller blake3 big={BIG} cdc={CDC_MIN}/{CDC_MAX}/18 db={DB_CHUNK} anchor={ANCHOR}"
     )
 }
 
