@@ -744,6 +744,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
         sha_states: Vec::new(),
         file: None,
         prev: None,
+        older: Vec::new(),
     };
     let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
     let r = (|| -> Result<()> {

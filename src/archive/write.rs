@@ -155,7 +155,15 @@ pub struct Index {
     /// from (the cache at the time), or a spare copy written beside it.
     #[serde(default)]
     pub prev: Option<Prev>,
+    /// Older files sharing this archive's first `same` bytes: the cache's `prev` and `older`,
+    /// each cut to what this archive shares with the cache. A store that keeps N versions
+    /// offers the oldest to be written over, which is N-1 archives back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub older: Vec<Prev>,
 }
+
+/// How many older files an index remembers (a store keeps at most a few versions locally).
+const OLDER: usize = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prev {
@@ -165,6 +173,11 @@ pub struct Prev {
     /// the boot that wrote them, while the page cache holds them (see `this_boot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<String>,
+}
+
+/// An unsynced file is trusted only during the boot that wrote it.
+fn trusted(p: &Prev) -> bool {
+    p.boot.is_none() || p.boot == this_boot()
 }
 
 /// This kernel boot's id. Written but unsynced bytes survive any process crash (the page cache
@@ -206,6 +219,7 @@ pub struct Cache {
     /// The cache archive's identity, and its own predecessor's (see `Index::prev`).
     id: Option<FileId>,
     prev: Option<Prev>,
+    older: Vec<Prev>,
     by_skey: HashMap<String, usize>,
     by_ukey: HashMap<String, usize>,
 }
@@ -251,9 +265,8 @@ impl Cache {
             members: idx.members,
             sha_states,
             id: idx.file,
-            prev: idx
-                .prev
-                .filter(|p| p.boot.is_none() || p.boot == this_boot()),
+            prev: idx.prev.filter(trusted),
+            older: idx.older.into_iter().filter(trusted).collect(),
             by_skey,
             by_ukey,
         })
@@ -269,6 +282,11 @@ impl Cache {
     /// `Index::prev`): the one the next archive is best written over.
     pub fn prev_file(&self) -> Option<FileId> {
         self.prev.as_ref().map(|p| p.file)
+    }
+
+    /// Every file known to share the cache archive's first bytes, with how many.
+    fn sharers(&self) -> impl Iterator<Item = &Prev> {
+        self.prev.iter().chain(self.older.iter())
     }
 
     /// The cached member with these uncompressed bytes, if any.
@@ -375,8 +393,7 @@ pub fn write(
     // two share are already in place.
     let out_id = FileId::of(out).ok();
     let in_place = cache
-        .and_then(|c| c.prev.as_ref())
-        .filter(|p| Some(p.file) == out_id)
+        .and_then(|c| c.sharers().find(|p| Some(p.file) == out_id))
         .map_or(0, |p| p.same);
     let file = fs::OpenOptions::new()
         .write(true)
@@ -532,6 +549,16 @@ pub fn write(
                         boot: None,
                     }),
                 },
+                older: cache.map_or_else(Vec::new, |c| {
+                    c.sharers()
+                        .map(|p| Prev {
+                            same: p.same.min(hashed.shared),
+                            ..p.clone()
+                        })
+                        .filter(|p| p.same > 0)
+                        .take(OLDER)
+                        .collect()
+                }),
             },
             stats,
             racy,
