@@ -208,6 +208,7 @@ fn live_backup_restores_and_starts_under_another_hostname() {
     // Ours, live.
     let up = entrypoint(&a, &store, t, &["backup"]);
     assert_eq!(up["result"], "uploaded", "{up}");
+    torture_rounds(&a, &store, t);
     gw.stop();
 
     // Our archive holds a single-file DB without the lease.
@@ -252,4 +253,58 @@ fn live_backup_restores_and_starts_under_another_hostname() {
     let took = gw.wait_healthy(limit);
     eprintln!("restored gateway B healthy after {took:?}");
     gw.stop();
+}
+
+/// The torture harness's round (tests/torture.rs) on the gateway's own database while the
+/// gateway runs: another process writes it at full speed (tables `a`/`b` beside OpenClaw's,
+/// WAL checkpoints, VACUUM) and every archive of 5 back-to-back live backups must hold a
+/// database passing `integrity_check` with the writer's invariant.
+fn torture_rounds(data: &Path, store: &Path, t: &Path) {
+    use std::io::BufRead;
+    let db = data.join(".openclaw/state/openclaw.sqlite");
+    let stop = t.join("stop-writer");
+    let mut w = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/torture/writer.py"))
+        .args([db.as_os_str(), "wal".as_ref(), stop.as_os_str()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(w.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    for round in 0..5 {
+        let up = entrypoint(data, store, t, &["backup", "--force"]);
+        assert_eq!(up["result"], "uploaded", "{up}");
+        let x = t.join(format!("torture-{round}"));
+        std::fs::create_dir_all(&x).unwrap();
+        assert!(Command::new("tar")
+            .arg("xzf")
+            .arg(store.join("latest_backup.tar.gz"))
+            .current_dir(&x)
+            .status()
+            .unwrap()
+            .success());
+        let c = Connection::open(x.join(".openclaw/state/openclaw.sqlite")).unwrap();
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        let (sa, sb, na, nb): (i64, i64, i64, i64) = c
+            .query_row(
+                "SELECT (SELECT coalesce(sum(v), 0) FROM a), (SELECT coalesce(sum(v), 0) FROM b), \
+                        (SELECT count(*) FROM a), (SELECT count(*) FROM b)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!((sa, na), (sb, nb), "round {round}: the writer's invariant");
+        let sessions: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        assert!(sessions > 2, "OpenClaw's own tables are there too");
+    }
+    std::fs::write(&stop, "").unwrap();
+    w.wait().unwrap();
 }
