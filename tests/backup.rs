@@ -7,54 +7,18 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    store: PathBuf,
-}
+#[path = "support/dirstore.rs"]
+mod dirstore;
+use dirstore::Env;
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let store = root.join("store");
-        Env {
-            _tmp: tmp,
-            root,
-            store,
-        }
-    }
-
-    /// A data dir `name` under the test root (created).
-    fn data(&self, name: &str) -> PathBuf {
-        let d = self.root.join(name);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn cmd(&self, data: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_entrypoint"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &self.root)
-            .env("ENTRYPOINT_DATA_DIR", data)
-            .env("ENTRYPOINT_BACKUP_DIR", &self.store)
-            .env("ENTRYPOINT_LOG", "warn");
-        c
-    }
-
-    fn run(&self, data: &Path, args: &[&str]) -> Output {
-        self.cmd(data, args).output().unwrap()
-    }
-
     /// Run and expect success; returns the JSON outcome printed on stdout.
     fn ok(&self, data: &Path, args: &[&str]) -> serde_json::Value {
         let out = self.run(data, args);

@@ -213,14 +213,7 @@ fn live_backup_restores_and_starts_under_another_hostname() {
 
     // Our archive holds a single-file DB without the lease.
     let x = t.join("x");
-    std::fs::create_dir_all(&x).unwrap();
-    assert!(Command::new("tar")
-        .arg("xzf")
-        .arg(store.join("latest_backup.tar.gz"))
-        .current_dir(&x)
-        .status()
-        .unwrap()
-        .success());
+    untar(&store.join("latest_backup.tar.gz"), &x);
     assert!(!x.join(".openclaw/state/openclaw.sqlite-wal").exists());
     assert_eq!(owner_leases(&x.join(".openclaw/state/openclaw.sqlite")), 0);
 
@@ -278,14 +271,7 @@ fn torture_rounds(data: &Path, store: &Path, t: &Path) {
         let up = entrypoint(data, store, t, &["backup", "--force"]);
         assert_eq!(up["result"], "uploaded", "{up}");
         let x = t.join(format!("torture-{round}"));
-        std::fs::create_dir_all(&x).unwrap();
-        assert!(Command::new("tar")
-            .arg("xzf")
-            .arg(store.join("latest_backup.tar.gz"))
-            .current_dir(&x)
-            .status()
-            .unwrap()
-            .success());
+        untar(&store.join("latest_backup.tar.gz"), &x);
         let c = Connection::open(x.join(".openclaw/state/openclaw.sqlite")).unwrap();
         let check: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -307,4 +293,16 @@ fn torture_rounds(data: &Path, store: &Path, t: &Path) {
     }
     std::fs::write(&stop, "").unwrap();
     w.wait().unwrap();
+}
+
+/// `tar xzf archive` into a new dir `into`: the plain way anyone would read a backup.
+fn untar(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    assert!(Command::new("tar")
+        .arg("xzf")
+        .arg(archive)
+        .current_dir(into)
+        .status()
+        .unwrap()
+        .success());
 }

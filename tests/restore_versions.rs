@@ -8,54 +8,18 @@
 mod craft;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use craft::{corrupt_version, good_db};
 
 use openclaw_space::store::{dir::DirStore, Store};
 use sha2::{Digest, Sha256};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    store: PathBuf,
-}
+#[path = "support/dirstore.rs"]
+mod dirstore;
+use dirstore::Env;
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let store = root.join("store");
-        Env {
-            _tmp: tmp,
-            root,
-            store,
-        }
-    }
-
-    fn data(&self, name: &str) -> PathBuf {
-        let d = self.root.join(name);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn cmd(&self, data: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_entrypoint"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &self.root)
-            .env("ENTRYPOINT_DATA_DIR", data)
-            .env("ENTRYPOINT_BACKUP_DIR", &self.store)
-            .env("ENTRYPOINT_LOG", "warn");
-        c
-    }
-
-    fn run(&self, data: &Path, args: &[&str]) -> Output {
-        self.cmd(data, args).output().unwrap()
-    }
-
     /// Run, expect success, return the JSON on stdout and the lines on stderr.
     fn ok(&self, data: &Path, args: &[&str]) -> (serde_json::Value, Vec<String>) {
         let out = self.run(data, args);
