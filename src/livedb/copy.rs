@@ -80,16 +80,28 @@ fn refresh(src: &Path, dst: &Path) -> Result<()> {
     drop(live);
     finish(dst).with_context(ctx)?;
     #[cfg(test)]
-    if TEAR_NEXT_REFRESH.with(|t| t.replace(false)) {
-        tear(dst)?;
-    }
+    tear_if_asked(dst)?;
     Ok(())
 }
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: the next page refresh leaves a torn copy (garbage over a b-tree page).
-    pub(super) static TEAR_NEXT_REFRESH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: how many of the next copies (page refresh or whole) come out torn (garbage
+    /// over a b-tree page), as a lost read lock would leave them.
+    pub(super) static TEAR_NEXT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn tear_if_asked(dst: &Path) -> Result<()> {
+    if TEAR_NEXT.with(|t| t.replace(t.get().saturating_sub(1))) > 0 {
+        tear(dst)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(test))]
+fn tear_if_asked(_: &Path) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,7 +118,8 @@ fn whole(src: &Path, dst: &Path) -> Result<()> {
     let live = Live::open(src)?;
     backup_api_copy(live.conn(), dst).with_context(ctx)?;
     drop(live);
-    finish(dst).with_context(ctx)
+    finish(dst).with_context(ctx)?;
+    tear_if_asked(dst)
 }
 
 /// Our edits to a fresh copy: the gateway's lease rows go, the write counters are normalised.

@@ -218,7 +218,7 @@ fn a_copy_is_checked_and_a_torn_one_is_made_again_whole() {
     let db = d.path().join("live.sqlite");
     let c = lease_db(&db);
     let kept = d.path().join("kept.sqlite");
-    copy::TEAR_NEXT_REFRESH.with(|t| t.set(true));
+    copy::TEAR_NEXT.with(|t| t.set(1));
     copy(&db, &kept).unwrap();
     let k = Connection::open(&kept).unwrap();
     assert_eq!(copy::quick_check(&k).unwrap(), None);
@@ -246,4 +246,22 @@ fn a_corrupt_source_is_still_backed_up_as_it_is() {
     copy(&db, &kept).unwrap();
     let k = Connection::open(&kept).unwrap();
     assert!(copy::quick_check(&k).unwrap().is_some(), "copied as it is");
+}
+
+#[test]
+fn a_copy_torn_twice_of_a_sound_database_fails_the_backup_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("live.sqlite");
+    let c = lease_db(&db);
+    copy::TEAR_NEXT.with(|t| t.set(2));
+    let err = format!(
+        "{:#}",
+        copy(&db, &d.path().join("kept.sqlite")).unwrap_err()
+    );
+    assert!(
+        err.contains("live.sqlite") && err.contains("failed its integrity check twice"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+    drop(c);
 }
