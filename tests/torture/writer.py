@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A full-speed SQLite writer for the torture harness (tests/torture.rs).
 
-usage: writer.py DB wal|rollback STOP_FILE
+usage: writer.py DB wal|rollback STOP_FILE [PREFILL_ROWS]
 
 Writes until STOP_FILE exists, keeping an invariant `check.py` verifies:
 - wal: tables `a` and `b` always hold the same ids and values (sum(a.v) = sum(b.v), equal
@@ -17,6 +17,7 @@ import sqlite3
 import sys
 
 db, mode, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+prefill = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 rnd = random.Random(os.getpid())
 c = sqlite3.connect(db, timeout=30, isolation_level=None)
 c.execute("PRAGMA busy_timeout = 30000")
@@ -26,6 +27,14 @@ if mode == "wal":
     c.execute("CREATE TABLE IF NOT EXISTS a (id INTEGER PRIMARY KEY, v INTEGER, blob BLOB)")
     c.execute("CREATE TABLE IF NOT EXISTS b (id INTEGER PRIMARY KEY, v INTEGER)")
     c.execute("CREATE INDEX IF NOT EXISTS a_v ON a (v)")
+    # A big database (PREFILL_ROWS x 4 KB), so a kill lands in the middle of its copy often.
+    while c.execute("SELECT count(*) FROM a").fetchone()[0] < prefill:
+        c.execute("BEGIN")
+        for _ in range(500):
+            v = rnd.randint(-1000, 1000)
+            cur = c.execute("INSERT INTO a (v, blob) VALUES (?, ?)", (v, os.urandom(4096)))
+            c.execute("INSERT INTO b (id, v) VALUES (?, ?)", (cur.lastrowid, v))
+        c.execute("COMMIT")
 else:
     c.execute("PRAGMA journal_mode=DELETE")
     c.execute("CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER)")
@@ -39,7 +48,7 @@ def wal_txn(n):
     rows = c.execute("SELECT count(*) FROM a").fetchone()[0]
     # Grow to ~600 rows (~2.5 MB), then shrink hard, and again.
     shrinking = (n // 400) % 2 == 1
-    if shrinking and rows > 20:
+    if shrinking and rows > 20 + prefill:
         ids = [r[0] for r in c.execute("SELECT id FROM a ORDER BY random() LIMIT 15")]
         c.executemany("DELETE FROM a WHERE id = ?", [(i,) for i in ids])
         c.executemany("DELETE FROM b WHERE id = ?", [(i,) for i in ids])
