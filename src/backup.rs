@@ -653,6 +653,86 @@ pub fn civil(secs: i64) -> (String, String) {
 mod tests {
     use super::*;
 
+    /// A state dir with a note and a WAL database holding the gateway's owner lease.
+    fn state(d: &Path) -> (Job, rusqlite::Connection) {
+        let job = Job {
+            state_dir: d.join(".openclaw"),
+            meta_dir: d.join(".openclaw-space"),
+            excludes: Vec::new(),
+        };
+        fs::create_dir_all(job.state_dir.join("state")).unwrap();
+        fs::create_dir_all(&job.meta_dir).unwrap();
+        fs::write(job.state_dir.join("notes.md"), "hello\n".repeat(100)).unwrap();
+        let c = rusqlite::Connection::open(job.state_dir.join("state/openclaw.sqlite")).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE state_leases (scope TEXT, lease_key TEXT, owner TEXT, heartbeat_at INTEGER,
+               PRIMARY KEY (scope, lease_key));
+             INSERT INTO state_leases VALUES ('gateway-owner', 'global', 'me', 1);
+             CREATE TABLE memory (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO memory (body) VALUES ('a'), ('b');",
+        )
+        .unwrap();
+        (job, c)
+    }
+
+    /// The fingerprint a full backup of the state makes now (stage 3), and stage 2's verdict
+    /// on the tree as it is after `change`.
+    fn verdict(job: &Job, change: impl FnOnce()) -> bool {
+        let (_, tree) = scan(job).unwrap();
+        let copies = Copies::open(&job.meta_dir).unwrap();
+        let mut copier = livedb::Copier::start();
+        let plan = Plan {
+            racy_since_ns: i64::MIN,
+            force: true,
+            spares: Spares {
+                store: None,
+                keep: false,
+            },
+        };
+        let scratch = job.meta_dir.join(SCRATCH);
+        fs::create_dir_all(&scratch).unwrap();
+        let Prepared::Archive(ready) =
+            build(job, tree, &mut copier, &copies, &scratch, plan).unwrap()
+        else {
+            panic!("a forced build archives");
+        };
+        drop(copier);
+        change();
+        let (_, tree) = scan(job).unwrap();
+        let copier = livedb::Copier::start();
+        unchanged(job, &ready.fingerprint, &tree, &copier, &copies).unwrap()
+    }
+
+    #[test]
+    fn the_decision_ignores_the_lease_heartbeat_and_sees_everything_else() {
+        let d = tempfile::tempdir().unwrap();
+        let (job, c) = state(d.path());
+        assert!(verdict(&job, || {}), "nothing changed");
+        let _ = fs::remove_file(job.meta_dir.join(FINGERPRINT));
+        assert!(
+            verdict(&job, || {
+                c.execute("UPDATE state_leases SET heartbeat_at = 2", [])
+                    .unwrap();
+            }),
+            "a heartbeat is not a change"
+        );
+        assert!(
+            job.meta_dir.join(FINGERPRINT).exists(),
+            "the database's new stat is remembered"
+        );
+        assert!(!verdict(&job, || {
+            c.execute("UPDATE memory SET body = 'c' WHERE id = 1", [])
+                .unwrap();
+        }));
+        assert!(!verdict(&job, || {
+            fs::write(job.state_dir.join("new.md"), "x").unwrap();
+        }));
+        assert!(!verdict(&job, || {
+            fs::remove_file(job.state_dir.join("notes.md")).unwrap();
+        }));
+    }
+
     #[test]
     fn a_spare_archive_is_taken_over_only_when_nobody_else_has_it() {
         let d = tempfile::tempdir().unwrap();
