@@ -1,47 +1,27 @@
 //! Backup: snapshot -> changed? -> archive -> store.put, one at a time across processes.
 //!
-//! Bookkeeping in the meta dir (`<data dir>/.openclaw-space`, never backed up):
-//! - `backup.lock`: flock held by a backup or restore (one at a time, across processes);
-//! - `fingerprint.bin`: stat-level view + logical database hashes of the last upload;
-//! - `members.tar.gz` + `members.json`: the last archive and its member index (reuse cache,
-//!   bounded by one archive; usually a hard link to the stored copy), with its SHA-256 state
-//!   every 4 MiB and the file identities that let the next archive resume from it;
-//! - `spare.tar.gz`: after a backup with no predecessor to build on (the first), a copy of its
-//!   settled start for the next archive to be written over in place, when the store keeps
-//!   local files (it offers its older versions from then on; see `Store::spare_archive`);
-//! - `copies/`: the verified copy of each database that went into the last archive, kept so
-//!   the next backup rewrites only the pages that changed (see `livedb::copy`);
-//! - `state.sha256`: the backup the local state equals (last upload or restore);
-//! - `restore-failed`: present after a failed restore; blocks non-forced uploads, so an empty
-//!   or stale local state never replaces a good backup;
-//! - `last-backup.json`: the record `status` shows.
+//! What it keeps between backups (the member cache, the spare copy, the database copies, the
+//! fingerprint, `state.sha256`) lives in the meta dir; `meta` names every file there and says
+//! how durable each one is.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use tracing::info;
 
 use crate::archive::write::{self as awrite, Cache, Source};
+use crate::fsutil::{now_rfc3339, write_atomic};
 use crate::livedb;
+use crate::meta::{
+    lock, Job, BLOCKED, CACHE_ARCHIVE, CACHE_INDEX, COPIES, FINGERPRINT, RECORD, SCRATCH, SPARE,
+    STATE_SHA,
+};
 use crate::snapshot::{self, Entry, Fingerprint, Kind};
 use crate::store::Store;
-
-/// Where and what to back up.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// `<data dir>/.openclaw`.
-    pub state_dir: PathBuf,
-    /// `<data dir>/.openclaw-space`: lock, fingerprint, last-backup record.
-    pub meta_dir: PathBuf,
-    /// User globs (relative to the state dir) to leave out, on top of OpenClaw's volatile paths.
-    pub excludes: Vec<String>,
-}
 
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -55,20 +35,6 @@ pub enum Outcome {
         duration: Duration,
     },
 }
-
-/// How long a backup or restore waits for another one holding the lock.
-const LOCK_WAIT: Duration = Duration::from_secs(120);
-
-pub(crate) const LOCK: &str = "backup.lock";
-pub(crate) const FINGERPRINT: &str = "fingerprint.bin";
-pub(crate) const CACHE_ARCHIVE: &str = "members.tar.gz";
-pub(crate) const CACHE_INDEX: &str = "members.json";
-pub(crate) const STATE_SHA: &str = "state.sha256";
-pub(crate) const BLOCKED: &str = "restore-failed";
-pub(crate) const SPARE: &str = "spare.tar.gz";
-const RECORD: &str = "last-backup.json";
-const SCRATCH: &str = "scratch";
-const COPIES: &str = "copies";
 
 /// Take one backup. `force` uploads even when nothing changed and even when the last restore
 /// failed (the "no upload of an unverified empty state" latch).
@@ -520,7 +486,7 @@ fn commit(job: &Job, p: Ready, force: bool, duration: Duration) -> Result<()> {
     // Written by versions before the binary format.
     let _ = fs::remove_file(meta.join("fingerprint.json"));
     // The state replaced by the last restore was kept until now (see `restore`).
-    if let Some(pre) = crate::restore::pre_restore_dir(&job.state_dir) {
+    if let Some(pre) = crate::meta::pre_restore_dir(&job.state_dir) {
         if pre.exists() {
             info!(
                 "backup uploaded; removing {} kept from before the last restore",
@@ -575,78 +541,6 @@ fn write_record(meta: &Path, upload: Option<Upload>, ms: u64) -> Result<()> {
     fs::write(&tmp, serde_json::to_vec(&v)?)?;
     fs::rename(&tmp, &path)?;
     Ok(())
-}
-
-/// Take the backup/restore lock, waiting up to `LOCK_WAIT` for another holder.
-pub(crate) async fn lock(meta_dir: &Path, what: &str) -> Result<Flock<File>> {
-    let path = meta_dir.join(LOCK);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock {}", path.display()))?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut said = false;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                file = f;
-                if Instant::now() >= deadline {
-                    bail!("{what}: another backup or restore still holds {} after {LOCK_WAIT:?}; try again later", path.display());
-                }
-                if !said {
-                    info!("{what}: waiting for another backup or restore to finish");
-                    said = true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err((_, e)) => bail!("cannot lock {}: {e}", path.display()),
-        }
-    }
-}
-
-pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    write_atomic(path, &serde_json::to_vec(v)?)
-}
-
-/// Temp file, fsync, rename: readers see the old or the new content.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (d, t) = civil(secs as i64);
-    format!("{d}T{t}Z")
-}
-
-/// UTC `YYYY-MM-DD` and `HH:MM:SS` of a Unix time (Howard Hinnant's days-to-civil).
-pub fn civil(secs: i64) -> (String, String) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60),
-    )
 }
 
 #[cfg(test)]
@@ -752,14 +646,5 @@ mod tests {
         assert!(take_over(&spare, &out));
         assert!(!spare.exists());
         assert_eq!(fs::read(&out).unwrap(), b"old archive");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), ("1970-01-01".into(), "00:00:00".into()));
-        assert_eq!(
-            civil(1_795_293_443),
-            ("2026-11-21".into(), "20:37:23".into())
-        );
     }
 }

@@ -125,20 +125,15 @@ pub fn main() -> i32 {
     match runtime.block_on(dispatch(command, &settings)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("entrypoint: {}", one_line(&e, &settings));
+            eprintln!("entrypoint: {}", run::one_line(&e, &settings));
             1
         }
     }
 }
 
-/// An error chain as one line, with any secret value scrubbed.
-pub fn one_line(e: &anyhow::Error, settings: &Settings) -> String {
-    openclaw::config::redact(format!("{e:#}"), &settings.secrets())
-}
-
 async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> {
     let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
-    let job = backup::Job {
+    let job = crate::meta::Job {
         state_dir: data.state_dir(),
         meta_dir: data.meta_dir(),
         excludes: settings.backup.excludes.clone(),
@@ -293,7 +288,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn store::Store>
 fn print_status(
     settings: &Settings,
     data: &DataDir,
-    job: &backup::Job,
+    job: &crate::meta::Job,
     json: bool,
 ) -> anyhow::Result<()> {
     let last = backup::last_record(&job.meta_dir);

@@ -47,14 +47,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use tracing::{info, warn};
 
 use crate::archive::{extract, write as awrite, ROOT};
-use crate::backup::{self, Job, BLOCKED, FINGERPRINT, STATE_SHA};
+use crate::fsutil::{self, sync_dir};
+use crate::meta::{self, Job, BLOCKED, FINGERPRINT, SKIPPED, STATE_SHA};
 use crate::openclaw::state;
 use crate::snapshot::{self, Fingerprint, Kind};
-use crate::store::dir::sync_dir;
 use crate::store::{Fetched, Store, StoreError, Version};
 
-/// Newer versions skipped by the last fallback, while the state still equals the one taken.
-const SKIPPED: &str = "restore-skipped.json";
 /// A skip reason is cut to this many characters (a database's whole quick_check report would
 /// be dozens of lines).
 const MAX_WHY: usize = 240;
@@ -217,7 +215,7 @@ pub async fn restore_latest(job: &Job, store: &dyn Store) -> anyhow::Result<Outc
 pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Result<Outcome> {
     fs::create_dir_all(&job.meta_dir)
         .with_context(|| format!("cannot create {}", job.meta_dir.display()))?;
-    let _lock = backup::lock(&job.meta_dir, "restore").await?;
+    let _lock = meta::lock(&job.meta_dir, "restore").await?;
     recover(&job.state_dir)?;
     let result = match pick {
         Pick::Newest => Walk::new(job, store).run().await,
@@ -228,7 +226,7 @@ pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Resul
             let _ = fs::remove_file(job.meta_dir.join(BLOCKED));
         }
         (Err(e), Pick::Newest) => {
-            let _ = backup::write_atomic(&job.meta_dir.join(BLOCKED), format!("{e:#}").as_bytes());
+            let _ = fsutil::write_atomic(&job.meta_dir.join(BLOCKED), format!("{e:#}").as_bytes());
         }
         (Err(_), Pick::Exactly(_)) => {}
     }
@@ -440,7 +438,7 @@ impl<'a> Walk<'a> {
                 taken: taken.clone(),
                 bad,
             };
-            if let Err(e) = backup::write_json(&path, &memo) {
+            if let Err(e) = fsutil::write_json(&path, &memo) {
                 warn!(
                     "cannot record the skipped versions in {}: {e:#}",
                     path.display()
@@ -705,7 +703,7 @@ fn install_staged(job: &Job, f: &Fetched, mut staged: Staged) -> Result<extract:
     seed_member_cache(job, f, std::mem::take(&mut stats.members));
     // The state now equals this backup: record it, and its fingerprint, so an unchanged state
     // is neither restored again nor re-uploaded.
-    backup::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
+    fsutil::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
     match fingerprint(job) {
         Ok(fp) => fp.save(&job.meta_dir.join(FINGERPRINT))?,
         Err(e) => {
@@ -746,17 +744,17 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
         prev: None,
         older: Vec::new(),
     };
-    let cache = job.meta_dir.join(backup::CACHE_ARCHIVE);
+    let cache = job.meta_dir.join(meta::CACHE_ARCHIVE);
     let r = (|| -> Result<()> {
         // Archive first, index last (the index names the archive's size: a mismatch disables it).
-        let _ = fs::remove_file(job.meta_dir.join(backup::CACHE_INDEX));
+        let _ = fs::remove_file(job.meta_dir.join(meta::CACHE_INDEX));
         fs::hard_link(&f.archive, &cache)
             .or_else(|_| fs::remove_file(&cache).and_then(|()| fs::hard_link(&f.archive, &cache)))
             .or_else(|_| fs::copy(&f.archive, &cache).map(|_| ()))?;
         // Reused bytes must survive a power cut as written (cheap when the store synced them).
         fs::File::open(&cache)?.sync_all()?;
         index.file = Some(awrite::FileId::of(&cache)?);
-        backup::write_json(&job.meta_dir.join(backup::CACHE_INDEX), &index)
+        fsutil::write_json(&job.meta_dir.join(meta::CACHE_INDEX), &index)
     })();
     if let Err(e) = r {
         warn!("cannot keep the restored archive as the member cache: {e:#}");
@@ -852,7 +850,8 @@ fn swap(state_dir: &Path, new: &Path, id: &str) -> Result<()> {
 /// `<name>.old-*` -> `<name>.pre-restore` (replacing an older one); an empty old state is
 /// simply removed.
 fn keep_aside(state_dir: &Path, old: &Path) -> Result<()> {
-    let pre = pre_restore_dir(state_dir).ok_or_else(|| anyhow!("the state dir has no parent"))?;
+    let pre =
+        meta::pre_restore_dir(state_dir).ok_or_else(|| anyhow!("the state dir has no parent"))?;
     let empty = fs::read_dir(old)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false);
@@ -870,12 +869,6 @@ fn keep_aside(state_dir: &Path, old: &Path) -> Result<()> {
         pre.display()
     );
     Ok(())
-}
-
-/// Where the state replaced by the last restore is kept.
-pub fn pre_restore_dir(state_dir: &Path) -> Option<PathBuf> {
-    let name = state_dir.file_name()?.to_str()?;
-    Some(state_dir.parent()?.join(format!("{name}.pre-restore")))
 }
 
 /// Finish or undo a swap a kill interrupted, and remove stale staging dirs. Never deletes the

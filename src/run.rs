@@ -11,9 +11,10 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backup::{self, Job};
+use crate::backup;
 use crate::datadir::{self, DataDir};
 use crate::keepalive;
+use crate::meta::Job;
 use crate::openclaw;
 use crate::restore;
 use crate::settings::{RestartPolicy, Settings};
@@ -51,7 +52,7 @@ pub fn main(settings: Settings, cmd: Option<Vec<OsString>>) -> i32 {
         match service(&settings, cmd, &sup).await {
             Ok(code) => code,
             Err(e) => {
-                error!("{}", crate::cli::one_line(&e, &settings));
+                error!("{}", one_line(&e, &settings));
                 EX_STARTUP
             }
         }
@@ -246,11 +247,9 @@ impl Hooks for ConfigRecovery<'_> {
     }
 }
 
-const RUN_LOCK: &str = "run.lock";
-
 /// Held for the life of `run`, so `restore` can tell that a gateway is using the state dir.
 fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
-    let path = data.meta_dir().join(RUN_LOCK);
+    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -266,9 +265,14 @@ fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
 
 /// True when a `run` holds the lock on this data dir.
 pub fn gateway_running(data: &DataDir) -> bool {
-    let path = data.meta_dir().join(RUN_LOCK);
+    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
     let Ok(file) = fs::OpenOptions::new().write(true).open(Path::new(&path)) else {
         return false;
     };
     Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
+/// An error chain as one line, with any secret value scrubbed.
+pub fn one_line(e: &anyhow::Error, settings: &crate::settings::Settings) -> String {
+    crate::openclaw::config::redact(format!("{e:#}"), &settings.secrets())
 }

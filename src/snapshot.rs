@@ -436,7 +436,7 @@ impl Fingerprint {
 
     /// Save atomically (temp, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::backup::write_atomic(path, &codec::encode(self))
+        crate::fsutil::write_atomic(path, &codec::encode(self))
     }
 
     pub fn by_path(&self) -> HashMap<&[u8], &Entry> {

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
+use crate::fsutil::sync_dir;
 
 const VERSIONS: &str = ".versions";
 const CURRENT: &str = "current";
@@ -419,10 +420,6 @@ fn io_err(path: &Path, e: io::Error) -> StoreError {
     }
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// SHA-256 (hex) and length of a file.
 pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let mut f = File::open(path)?;
@@ -444,7 +441,7 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
 /// with it).
 fn stamp(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let (date, time) = crate::backup::civil(d.as_secs() as i64);
+    let (date, time) = crate::fsutil::civil(d.as_secs() as i64);
     format!("{date}T{time}.{:03}Z", d.subsec_millis()).replace([':', '-'], "")
 }
 

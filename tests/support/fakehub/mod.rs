@@ -660,7 +660,7 @@ fn unix_now() -> u64 {
 
 /// Current time as `YYYY-MM-DDTHH:MM:SS.000Z` (what the Hub's JSON uses).
 fn now_iso() -> String {
-    let (date, time) = openclaw_space::backup::civil(unix_now() as i64);
+    let (date, time) = openclaw_space::fsutil::civil(unix_now() as i64);
     format!("{date}T{time}.000Z")
 }
 
