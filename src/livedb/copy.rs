@@ -25,7 +25,7 @@ use crate::openclaw::state;
 /// Bring `dst` up to a verified, consistent single-file copy of the live database `src`,
 /// without the gateway's lease rows, in journal mode DELETE, with normalised write counters.
 pub fn copy(src: &Path, dst: &Path) -> Result<()> {
-    let first = refresh(src, dst).and_then(|()| check(dst));
+    let first = patiently(|| refresh(src, dst)).and_then(|()| check(dst));
     let why = match first {
         Ok(None) => return Ok(()),
         Ok(Some(why)) => why,
@@ -35,7 +35,7 @@ pub fn copy(src: &Path, dst: &Path) -> Result<()> {
         "backup: the copy of {} failed its check ({why}); copying it again whole",
         src.display()
     );
-    let second = whole(src, dst).and_then(|()| check(dst))?;
+    let second = patiently(|| whole(src, dst)).and_then(|()| check(dst))?;
     let Some(why) = second else { return Ok(()) };
     let live = Live::open(src)?;
     if let Some(source) = quick_check(live.conn())
@@ -54,6 +54,33 @@ pub fn copy(src: &Path, dst: &Path) -> Result<()> {
          latest. Please report this.",
         src.display()
     )
+}
+
+/// Run `f` again (up to `BUSY_TRIES` times in all) while the database stays locked past the
+/// busy timeout: a writer that commits back to back in rollback-journal mode can keep a
+/// reader out for a while, and a failed backup would wait a whole interval.
+fn patiently(mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    const BUSY_TRIES: usize = 3;
+    for _ in 1..BUSY_TRIES {
+        match f() {
+            Err(e) if is_busy(&e) => tracing::info!("backup: {e:#}; trying again"),
+            other => return other,
+        }
+    }
+    f()
+}
+
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            .is_some_and(|code| {
+                matches!(
+                    code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            })
+    })
 }
 
 /// The incremental page refresh (or, without `sqlite_dbpage`, a whole copy), then our own
