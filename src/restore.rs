@@ -769,19 +769,8 @@ fn prepare_databases(root: &Path) -> Result<()> {
         let path = e.path_in(root);
         let ctx = || format!("database {}", String::from_utf8_lossy(&e.rel));
         let conn = rusqlite::Connection::open(&path).with_context(ctx)?;
-        // One row per problem (up to 100, each possibly several lines): the first few do.
-        let mut stmt = conn.prepare("PRAGMA quick_check(3)").with_context(ctx)?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .with_context(ctx)?;
-        drop(stmt);
-        if rows != ["ok"] {
-            bail!(
-                "{}: quick_check failed: {}",
-                ctx(),
-                one_line_why(&rows.join("\n"))
-            );
+        if let Some(why) = crate::livedb::quick_check(&conn).with_context(ctx)? {
+            bail!("{}: quick_check failed: {}", ctx(), one_line_why(&why));
         }
         let n = state::clear_owner_leases(&conn).with_context(ctx)?;
         if n > 0 {

@@ -171,11 +171,12 @@ fn check(dst: &Path) -> Result<Option<String>> {
     quick_check(&c).with_context(|| format!("cannot check the copy {}", dst.display()))
 }
 
-/// `PRAGMA quick_check`: None when "ok", else its first two lines (it can print hundreds).
-/// A database too broken to be checked at all counts as a failed check.
-pub(crate) fn quick_check(c: &Connection) -> rusqlite::Result<Option<String>> {
+/// `PRAGMA quick_check`: None when "ok", else its first two findings (it can report
+/// hundreds; at most 3 are asked for). A database too broken to be checked at all counts as a
+/// failed check.
+pub fn quick_check(c: &Connection) -> rusqlite::Result<Option<String>> {
     let lines = (|| -> rusqlite::Result<Vec<String>> {
-        let mut st = c.prepare("PRAGMA quick_check")?;
+        let mut st = c.prepare("PRAGMA quick_check(3)")?;
         let lines = st
             .query_map([], |r| r.get::<_, String>(0))?
             .take(3)

@@ -32,7 +32,7 @@ mod copy;
 mod hash;
 
 pub use copier::{Copied, Copier};
-pub use copy::copy;
+pub use copy::{copy, quick_check};
 pub use hash::logical_hash;
 
 use std::fs::{self, File};
