@@ -2,17 +2,14 @@
 //! backups beside it and a final one after the child stopped.
 
 use std::ffi::OsString;
-use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backup;
-use crate::datadir::{self, DataDir};
+use crate::datadir;
 use crate::keepalive;
 use crate::meta::Job;
 use crate::openclaw;
@@ -87,14 +84,8 @@ async fn service(
 
     let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
-    fs::create_dir_all(data.meta_dir())?;
-    let _run_lock = lock_run(&data)?;
-
-    let job = Job {
-        state_dir: data.state_dir(),
-        meta_dir: data.meta_dir(),
-        excludes: settings.backup.excludes.clone(),
-    };
+    let job = data.job(&settings.backup.excludes);
+    let _run_lock = job.meta.hold_run_lock(&data.root)?;
     let store = store::open(settings.backup.store.as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
@@ -245,31 +236,6 @@ impl Hooks for ConfigRecovery<'_> {
             }
         }
     }
-}
-
-/// Held for the life of `run`, so `restore` can tell that a gateway is using the state dir.
-fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "another entrypoint is already running on {} ({e}); stop it first",
-            data.root.display()
-        )
-    })
-}
-
-/// True when a `run` holds the lock on this data dir.
-pub fn gateway_running(data: &DataDir) -> bool {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let Ok(file) = fs::OpenOptions::new().write(true).open(Path::new(&path)) else {
-        return false;
-    };
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
 }
 
 /// An error chain as one line, with any secret value scrubbed.
