@@ -97,17 +97,21 @@ async fn service(
         info!("openclaw.json: {written:?}");
     }
 
-    let shutdown = CancellationToken::new();
+    // The service's one shutdown signal, passed down (mini-redis): cancelled here on the
+    // first stop signal, or once the child is done for good; every task ends on it. The
+    // supervisor only reads it.
+    let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(cancel_when(sup.stop_signal(), stop.clone()));
     if let Some(ka) = settings.keepalive.clone() {
-        tasks.spawn(keepalive::run(ka, shutdown.clone()));
+        tasks.spawn(keepalive::run(ka, stop.clone()));
     }
     if let (true, true, Some(token)) = (
         is_openclaw,
         settings.auto_pair,
         settings.gateway_token.clone(),
     ) {
-        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
+        tasks.spawn(crate::pairing::run(settings.port, token, stop.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {
@@ -127,37 +131,32 @@ async fn service(
         settings,
         retried: !is_openclaw,
     };
-    let code = match &store {
-        None => sup.run(spec, policy, &mut hooks, shutdown.clone()).await,
+    let ended = match &store {
+        None => sup.run(spec, policy, &mut hooks, &stop).await,
         Some(store) => {
-            let loop_done = shutdown.child_token();
-            let (code, ()) = tokio::join!(
+            let (ended, ()) = tokio::join!(
                 async {
-                    let c = sup.run(spec, policy, &mut hooks, shutdown.clone()).await;
-                    loop_done.cancel();
-                    c
+                    let ended = sup.run(spec, policy, &mut hooks, &stop).await;
+                    stop.cancel();
+                    ended
                 },
-                backup_loop(
-                    &job,
-                    store.as_ref(),
-                    settings.backup.interval,
-                    loop_done.clone()
-                ),
+                backup_loop(&job, store.as_ref(), settings.backup.interval, &stop),
             );
-            final_backup(
-                &job,
-                store.as_ref(),
-                settings.backup.final_deadline,
-                sup.second_signal(),
-            )
-            .await;
-            code
+            let (deadline, abort) = (settings.backup.final_deadline, sup.second_stop_signal());
+            final_backup(&job, store.as_ref(), deadline, abort).await;
+            ended
         }
     };
-    shutdown.cancel();
+    stop.cancel();
     tasks.shutdown().await;
-    info!(code, "exiting");
-    Ok(code)
+    info!(code = ended.code, "exiting ({:?})", ended.why);
+    Ok(ended.code)
+}
+
+/// Cancel `token` once `event` happened.
+async fn cancel_when(event: impl std::future::Future<Output = ()>, token: CancellationToken) {
+    event.await;
+    token.cancel();
 }
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
@@ -182,7 +181,7 @@ async fn restore_at_start(job: &Job, store: &dyn Store) {
 }
 
 /// Periodic backups with jitter until `done`.
-async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: CancellationToken) {
+async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: &CancellationToken) {
     loop {
         let jitter = interval.mul_f64(rand::rng().random_range(0.0..0.1));
         tokio::select! {
@@ -200,14 +199,19 @@ async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: Can
 
 /// After the child stopped (its state consistent, its lease released): one last backup,
 /// bounded by `deadline` and cut short by a second stop signal.
-async fn final_backup(job: &Job, store: &dyn Store, deadline: Duration, abort: CancellationToken) {
+async fn final_backup(
+    job: &Job,
+    store: &dyn Store,
+    deadline: Duration,
+    abort: impl std::future::Future<Output = ()>,
+) {
     tokio::select! {
         r = tokio::time::timeout(deadline, backup::backup_once(job, store, false)) => match r {
             Ok(Ok(o)) => info!("final backup: {o:?}"),
             Ok(Err(e)) => warn!("final backup failed: {e:#}"),
             Err(_) => warn!("final backup did not finish within {deadline:?} (ENTRYPOINT_BACKUP_DEADLINE); the previous backup stays the latest"),
         },
-        _ = abort.cancelled() => warn!("final backup aborted by a second stop signal"),
+        () = abort => warn!("final backup aborted by a second stop signal"),
     }
 }
 
