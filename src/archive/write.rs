@@ -72,7 +72,7 @@ const BUFFERS: usize = 4;
 const IN_FLIGHT: usize = 16;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
-/// Spare member buffers kept for reuse (see `Pool`).
+/// Free member buffers kept for reuse (see `Pool`).
 const POOL_MAX: usize = 8;
 /// The writer asks the kernel to start writing back every this many bytes, so the store's
 /// final fsync waits for the tail only.
@@ -1428,7 +1428,7 @@ mod tests {
         assert_eq!(w3.sha256, w2.sha256);
         assert_eq!(w3.stats.hash_resumed_at, 2 * sha::EVERY);
 
-        // Written over the archive the cache was made from (as over the store's spare file):
+        // Written over the archive the cache was made from (as over the store's retiring file):
         // the shared start is left in place, and the result is still right.
         fs::write(root.join("openclaw.json"), b"{\"a\": 3}").unwrap();
         let (w5, _) = archive(&root, &d.path().join("2.tar.gz"), Some(&c3));
