@@ -312,3 +312,6 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Body> 
     );
     r
 }
+
+#[cfg(test)]
+mod tests;
