@@ -150,7 +150,12 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
             Ok(0)
         }
         Command::Status { json } => {
-            print_status(settings, &data, &job, json)?;
+            let service = if data.meta().run_lock_held() {
+                service_status(settings).await
+            } else {
+                None
+            };
+            print_status(settings, &data, &job, service, json)?;
             Ok(0)
         }
         Command::Backup { force } => {
@@ -275,6 +280,31 @@ fn human_size(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// What the running service's front door says (gateway state, restarts, restore outcome),
+/// asked on loopback with the gateway token; None when there is no front door to ask.
+async fn service_status(settings: &Settings) -> Option<serde_json::Value> {
+    let token = settings.gateway_token.as_ref()?;
+    if !settings.front_door {
+        return None;
+    }
+    let url = format!(
+        "http://127.0.0.1:{}{}",
+        settings.port,
+        crate::frontdoor::STATUS_PATH
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let r = client
+        .get(url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
 async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn store::Store>> {
     store::open(settings.backup.store.as_ref()).await?.context(
         "no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR",
@@ -285,6 +315,7 @@ fn print_status(
     settings: &Settings,
     data: &DataDir,
     job: &crate::meta::Job,
+    service: Option<serde_json::Value>,
     json: bool,
 ) -> anyhow::Result<()> {
     let last = job.meta.record();
@@ -295,6 +326,7 @@ fn print_status(
         "gateway_running": data.meta().run_lock_held(),
         "settings": settings,
         "last_backup": last,
+        "service": service,
     });
     let text = if json {
         serde_json::to_string_pretty(&status)?

@@ -18,7 +18,7 @@ use crate::openclaw;
 use crate::restore;
 use crate::settings::{RestartPolicy, Settings};
 use crate::store::{self, Store};
-use crate::supervisor::{self, Hooks, Policy, Supervisor, EX_CONFIG};
+use crate::supervisor::{self, Ended, Hooks, Policy, Supervisor, Why, EX_CONFIG};
 
 /// Exit code when the entrypoint itself cannot start (bad env, no data dir).
 const EX_STARTUP: i32 = 1;
@@ -96,9 +96,9 @@ async fn service(
             if let Some((d, _)) = &door {
                 d.set_phase(Phase::Restoring { store: s.describe() });
             }
-            let outcome = restore_at_start(&job, s.as_ref()).await;
+            let (outcome, failed) = restore_at_start(&job, s.as_ref()).await;
             if let Some((d, _)) = &door {
-                d.set_restore(s.describe(), outcome);
+                d.set_restore(s.describe(), outcome, failed);
             }
         }
     }
@@ -161,13 +161,13 @@ async fn service(
         }
     };
     if let Some((d, _)) = &door {
-        // The port stays up through the final backup, saying why the gateway is gone.
-        d.set_phase(Phase::Stopped {
-            why: format!(
-                "{:?} (exit code {}); the service is shutting down",
-                ended.why, ended.code
-            ),
-        });
+        // The port stays up through the final backup, saying why the gateway is gone (unless
+        // a hook said it better).
+        if !matches!(d.phase(), Phase::Stopped { .. }) {
+            d.set_phase(Phase::Stopped {
+                why: stopped_because(ended),
+            });
+        }
     }
     stop.cancel();
     tasks.shutdown().await;
@@ -178,6 +178,21 @@ async fn service(
     Ok(ended.code)
 }
 
+/// Why the gateway is gone, for the status page.
+fn stopped_because(ended: Ended) -> String {
+    match ended.why {
+        Why::Signal(_) | Why::Stopped => "the Space is stopping (a final backup runs first)".into(),
+        Why::Exited => format!(
+            "the gateway exited with code {} and the restart policy says not to start it again; \
+             the logs say why. Restart the Space",
+            ended.code
+        ),
+        Why::CannotStart => {
+            "the gateway could not be started (is openclaw installed?); the logs say why".into()
+        }
+    }
+}
+
 /// Cancel `token` once `event` happened.
 async fn cancel_when(event: impl std::future::Future<Output = ()>, token: CancellationToken) {
     event.await;
@@ -186,23 +201,24 @@ async fn cancel_when(event: impl std::future::Future<Output = ()>, token: Cancel
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
 /// and `backup` refuses to upload until a restore succeeds or a backup is forced.
-/// Returns what happened in one line without secrets, for the front door's status.
-async fn restore_at_start(job: &Job, store: &dyn Store) -> String {
+/// Returns what happened in one line without secrets (for the front door's status), and
+/// whether it failed.
+async fn restore_at_start(job: &Job, store: &dyn Store) -> (String, bool) {
     let t = Instant::now();
     match restore::restore_latest(job, store).await {
         Ok(restore::Outcome::NoBackup) => {
             info!("no backup in {}: fresh start", store.describe());
-            "no backup yet: fresh start".into()
+            ("no backup yet: fresh start".into(), false)
         }
         // A fallback was already said in one warning line by the restore itself.
-        Ok(outcome) if !outcome.skipped().is_empty() => outcome.to_string(),
+        Ok(outcome) if !outcome.skipped().is_empty() => (outcome.to_string(), false),
         Ok(outcome) => {
             info!(
                 ms = t.elapsed().as_millis() as u64,
                 "restore from {}: {outcome}",
                 store.describe()
             );
-            outcome.to_string()
+            (outcome.to_string(), false)
         }
         Err(e) => {
             error!(
@@ -210,9 +226,9 @@ async fn restore_at_start(job: &Job, store: &dyn Store) -> String {
                  backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
                 store.describe()
             );
-            "restore failed: the state on disk is kept and uploads are paused until a restore \
-             succeeds or `entrypoint backup --force` is run"
-                .into()
+            let what = "restore failed: the state on disk is kept and uploads are paused until a \
+                        restore succeeds or `entrypoint backup --force` is run";
+            (what.into(), true)
         }
     }
 }
@@ -308,6 +324,13 @@ impl Hooks for ConfigRecovery<'_> {
     fn on_config_error(&mut self) -> bool {
         if self.retried {
             error!("the gateway rejected its config again (exit {EX_CONFIG}); not restarting. Fix openclaw.json or OPENCLAW_CONFIG_PATCH");
+            if let Some(d) = &self.door {
+                d.set_phase(Phase::Stopped {
+                    why: "the gateway rejected its configuration. Fix OPENCLAW_CONFIG_PATCH (or \
+                          openclaw.json in the data dir) and restart the Space; the logs name the key"
+                        .into(),
+                });
+            }
             return false;
         }
         self.retried = true;

@@ -421,7 +421,7 @@ impl Settings {
             backup: backup(env, hf_token.as_ref())?,
             keepalive: keepalive(env, space_host.as_deref(), hf_token.as_ref())?,
             auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
-            front_door: env.flag("ENTRYPOINT_FRONT_DOOR")?.unwrap_or(false),
+            front_door: env.flag("ENTRYPOINT_FRONT_DOOR")?.unwrap_or(true),
             gateway_port: gateway_port(env)?,
             hf_framing: env.flag("ENTRYPOINT_HF_FRAMING")?.unwrap_or(true),
             space_host,

@@ -184,15 +184,17 @@ fn http_status(port: u16, path: &str, bearer: Option<&str>) -> Option<u16> {
     req.send().ok().map(|r| r.status().as_u16())
 }
 
-/// Poll `/healthz` until 200, failing with the output if the process dies or time runs out.
+/// Poll the gateway's `/readyz` through the front door until 200 (the door's own `/healthz`
+/// answers from the first second, and its status page stands in for `/readyz` until the
+/// gateway answers), failing with the output if the process dies or time runs out.
 fn wait_healthy(r: &mut Running, limit: Duration) -> Duration {
     let start = Instant::now();
-    wait_for(limit, "/healthz 200", || {
+    wait_for(limit, "the gateway's /readyz 200", || {
         assert!(
             r.alive(),
             "entrypoint exited before the gateway was healthy"
         );
-        (http_status(r.port, "/healthz", None) == Some(200)).then_some(())
+        (http_status(r.port, "/readyz", None) == Some(200)).then_some(())
     });
     start.elapsed()
 }

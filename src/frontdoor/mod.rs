@@ -63,6 +63,7 @@ struct State {
     phase: Phase,
     store: Option<String>,
     restore: Option<String>,
+    restore_failed: bool,
     restarts: u32,
 }
 
@@ -86,6 +87,7 @@ impl Door {
                 },
                 store: None,
                 restore: None,
+                restore_failed: false,
                 restarts: 0,
             }),
         }
@@ -107,11 +109,18 @@ impl Door {
         self.state().phase.clone()
     }
 
-    /// The store's description and the restore's outcome, for the JSON status.
-    pub fn set_restore(&self, store: String, outcome: String) {
+    /// The store's description and the restore's outcome, for the JSON status; a failed
+    /// restore is also said on the status page (uploads are paused: the owner must act).
+    pub fn set_restore(&self, store: String, outcome: String, failed: bool) {
         let mut s = self.state();
         s.store = Some(store);
         s.restore = Some(outcome);
+        s.restore_failed = failed;
+    }
+
+    fn page(&self) -> Response<Body> {
+        let s = self.state();
+        page::status_page(&s.phase, s.restore_failed)
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -220,7 +229,7 @@ async fn handle(
         ));
     }
     if !matches!(door.phase(), Phase::Ready) {
-        return Ok(page::status_page(&door.phase()));
+        return Ok(door.page());
     }
     match proxy(req, door.upstream).await {
         Ok(mut resp) => {
@@ -235,7 +244,7 @@ async fn handle(
             door.set_phase(Phase::Starting {
                 since: Instant::now(),
             });
-            Ok(page::status_page(&door.phase()))
+            Ok(door.page())
         }
     }
 }

@@ -269,8 +269,9 @@ mod tests {
         ]);
         let c = apply_owned(json!({}), &s);
         assert_eq!(c["gateway"]["mode"], "local");
-        assert_eq!(c["gateway"]["port"], 7860);
-        assert_eq!(c["gateway"]["bind"], "lan");
+        // Behind the front door (the default): loopback, its own port.
+        assert_eq!(c["gateway"]["port"], 18789);
+        assert_eq!(c["gateway"]["bind"], "loopback");
         assert_eq!(
             c["gateway"]["auth"],
             json!({"mode":"token","token":TOKEN_REF})
@@ -280,7 +281,10 @@ mod tests {
             .unwrap();
         assert_eq!(origins[0], "https://alice-claw.hf.space");
         assert_eq!(origins[1], "https://x.example");
-        assert_eq!(c["gateway"]["trustedProxies"], json!(["10.0.0.0/8"]));
+        assert_eq!(
+            c["gateway"]["trustedProxies"],
+            json!(["10.0.0.0/8", "127.0.0.1/32"])
+        );
         assert_eq!(
             c["agents"]["defaults"]["model"],
             crate::settings::DEFAULT_MODEL
@@ -299,9 +303,15 @@ mod tests {
             "channels": {"telegram": {"enabled": true}},
             "meta": {"lastTouchedVersion": "2026.9.6"}
         });
-        let c = apply_owned(user, &s);
+        let c = apply_owned(user.clone(), &s);
+        assert_eq!(c["gateway"]["port"], 18789);
+        assert_eq!(c["gateway"]["bind"], "loopback");
+        // Without the front door the gateway listens on PORT itself, on every interface.
+        let direct = settings(&[("ENTRYPOINT_FRONT_DOOR", "false")]);
+        let c = apply_owned(user, &direct);
         assert_eq!(c["gateway"]["port"], 7860);
         assert_eq!(c["gateway"]["bind"], "lan");
+        assert!(c["gateway"].get("trustedProxies").is_none());
         assert_eq!(c["gateway"]["reload"]["mode"], "hybrid");
         assert_eq!(c["gateway"]["auth"]["mode"], "token");
         assert_eq!(c["gateway"]["auth"]["rateLimit"]["x"], 1);
