@@ -11,6 +11,7 @@ through the door. Prints a table with the targets of issue 17. Stdlib only.
 
 import base64
 import http.client
+import json
 import os
 import socket
 import statistics
@@ -62,7 +63,7 @@ def http_latencies(port, n):
     return out
 
 
-def ws_open(port):
+def ws_open(port, auth=False):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -82,7 +83,43 @@ def ws_open(port):
         raise OSError(head.split(b"\r\n")[0].decode())
     rest = head.split(b"\r\n\r\n", 1)[1]
     read_frame(s, rest)  # the gateway's connect.challenge
+    if auth:
+        # A backend client's `connect` with the token (as src/pairing.rs does): an
+        # authenticated socket, which the gateway's limit on unauthenticated ones does not count.
+        connect = json.dumps({
+            "type": "req", "id": "connect", "method": "connect",
+            "params": {
+                "minProtocol": 4, "maxProtocol": 4,
+                "client": {"id": "gateway-client", "mode": "backend", "platform": "linux",
+                           "version": "bench", "displayName": "front door bench"},
+                "role": "operator", "scopes": ["operator.read"], "caps": [],
+                "auth": {"token": TOKEN},
+            },
+        }).encode()
+        send_frame(s, 0x1, connect)
+        while True:
+            op, data = read_frame(s)
+            if op == 0x8:
+                raise OSError("closed by the gateway")
+            if op == 0x1:
+                msg = json.loads(data)
+                if msg.get("type") == "res" and msg.get("id") == "connect":
+                    if not msg.get("ok"):
+                        raise OSError(f"connect refused: {msg.get('error')}")
+                    break
     return s
+
+
+def send_frame(s, op, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | op, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | op, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | op, 0x80 | 127]) + n.to_bytes(8, "big")
+    s.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
 
 def read_frame(s, buf=b""):
@@ -181,7 +218,26 @@ def main():
         ws_d.close()
         ws_f.close()
         before = rss_kb(p.pid)
-        held = [ws_open(port) for _ in range(200)]
+        held, refused = [], []
+        for _ in range(200):
+            try:
+                held.append(ws_open(port, auth=True))
+            except OSError as e:
+                refused.append(str(e))
+        if refused:
+            print(f"{len(refused)} of 200 WebSockets through the door refused, first: {refused[0]}")
+            for s in held:
+                s.close()
+            direct_held, direct_refused = [], 0
+            for _ in range(200):
+                try:
+                    direct_held.append(ws_open(gw, auth=True))
+                except OSError:
+                    direct_refused += 1
+            print(f"{direct_refused} of 200 refused by the gateway directly (its own limit)")
+            for s in direct_held:
+                s.close()
+            held = []
         time.sleep(1)
         after = rss_kb(p.pid)
         print(f"\nentrypoint {bin_path}; gateway on 127.0.0.1:{gw}, front door on :{port}\n")

@@ -238,13 +238,22 @@ async fn handle(
             }
             Ok(resp)
         }
-        Err(e) => {
-            // The gateway went away (a restart): say so until it is back.
-            debug!("front door: proxying failed: {e}");
+        Err(Failed::Connect(e)) => {
+            // Nobody listens: the gateway went away (a restart). Say so until it is back.
+            debug!("front door: cannot reach the gateway: {e}");
             door.set_phase(Phase::Starting {
                 since: Instant::now(),
             });
             Ok(door.page())
+        }
+        Err(Failed::Exchange(e)) => {
+            // This one exchange failed (the gateway closed it): the gateway itself is up.
+            debug!("front door: proxying failed: {e}");
+            Ok(text(
+                StatusCode::BAD_GATEWAY,
+                "text/plain",
+                "the gateway closed the connection; try again\n".into(),
+            ))
         }
     }
 }
@@ -278,12 +287,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Why a request could not be passed on.
+enum Failed {
+    /// The gateway's port does not answer.
+    Connect(std::io::Error),
+    /// The gateway took the connection but this exchange failed.
+    Exchange(hyper::Error),
+}
+
 /// Pass `req` to the gateway and its response back, bodies streamed; an upgrade (WebSocket)
 /// becomes a byte pipe between the two connections.
-async fn proxy(mut req: Request<Incoming>, port: u16) -> anyhow::Result<Response<Body>> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+async fn proxy(mut req: Request<Incoming>, port: u16) -> Result<Response<Body>, Failed> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(Failed::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Failed::Exchange)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             debug!("front door: gateway connection: {e}");
@@ -293,7 +314,10 @@ async fn proxy(mut req: Request<Incoming>, port: u16) -> anyhow::Result<Response
         .headers()
         .contains_key(hyper::header::UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
-    let mut resp = sender.send_request(req.map(|b| b.boxed())).await?;
+    let mut resp = sender
+        .send_request(req.map(|b| b.boxed()))
+        .await
+        .map_err(Failed::Exchange)?;
     if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_side)) = (resp.status(), client_side) {
         let gateway_side = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
