@@ -255,7 +255,7 @@ async fn open_front_door(
     let door = Arc::new(Door::new(
         settings.gateway_port,
         settings.trusted_proxies.clone(),
-        settings.hf_framing && settings.space_host.is_some(),
+        (settings.hf_framing && settings.space_host.is_some()).then(|| settings.hub_origin.clone()),
         settings.gateway_token.clone(),
         job.meta.clone(),
     ));

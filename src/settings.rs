@@ -232,9 +232,12 @@ pub struct Settings {
     /// gateway on loopback at `gateway_port` (`ENTRYPOINT_GATEWAY_PORT`, default 18789).
     pub front_door: bool,
     pub gateway_port: u16,
-    /// `ENTRYPOINT_HF_FRAMING` (default on): with the front door on a Space, let
-    /// `https://huggingface.co` frame the app.
+    /// `ENTRYPOINT_HF_FRAMING` (default on): with the front door on a Space, let the Hub's
+    /// origin (`hub_origin`) frame the app.
     pub hf_framing: bool,
+    /// The origin of `HF_ENDPOINT` (default `https://huggingface.co`): where the Space page
+    /// that frames the app is served from.
+    pub hub_origin: String,
 }
 
 pub const DEFAULT_MODEL: &str = "huggingface/deepseek-ai/DeepSeek-R1";
@@ -424,6 +427,7 @@ impl Settings {
             front_door: env.flag("ENTRYPOINT_FRONT_DOOR")?.unwrap_or(true),
             gateway_port: gateway_port(env)?,
             hf_framing: env.flag("ENTRYPOINT_HF_FRAMING")?.unwrap_or(true),
+            hub_origin: hub_origin(env)?,
             space_host,
             hf_token,
         })
@@ -449,6 +453,28 @@ fn port(env: &Env) -> Result<u16, SettingError> {
             )
         })?,
     })
+}
+
+/// `scheme://host[:port]` of `HF_ENDPOINT`.
+fn hub_origin(env: &Env) -> Result<String, SettingError> {
+    let Some(e) = env.get("HF_ENDPOINT") else {
+        return Ok("https://huggingface.co".into());
+    };
+    let rest = e
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| e.strip_prefix("http://").map(|r| ("http", r)));
+    let Some((scheme, rest)) = rest else {
+        return Err(bad(
+            "HF_ENDPOINT",
+            format!("'{e}' is not an http(s) URL; e.g. https://huggingface.co"),
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(bad("HF_ENDPOINT", format!("'{e}' has no host")));
+    }
+    Ok(format!("{scheme}://{host}"))
 }
 
 fn gateway_port(env: &Env) -> Result<u16, SettingError> {

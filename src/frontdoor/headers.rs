@@ -1,16 +1,13 @@
 //! The front door's header rules, as pure functions (unit-tested here):
 //! - forwarded headers: who may send them, and what is appended for the gateway;
-//! - framing: let `https://huggingface.co` (the Space page's App tab) frame the app, and
-//!   nothing else that was refused before.
+//! - framing: let the Hub (`https://huggingface.co`, whose Space page shows the app in its
+//!   App tab) frame the app, and nothing else that was refused before.
 
 use std::net::IpAddr;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::settings::Cidr;
-
-/// The origin allowed to frame the app when the Space page shows it.
-pub const HF_ORIGIN: &str = "https://huggingface.co";
 
 const FORWARDED: [&str; 5] = [
     "forwarded",
@@ -64,10 +61,10 @@ pub fn forward(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> Resul
     Ok(())
 }
 
-/// Let `HF_ORIGIN` frame a response that refused framing: `X-Frame-Options` goes, and the
-/// CSP's `frame-ancestors` gets `HF_ORIGIN` in place of `'none'` (or beside its sources). A
-/// response that refused nothing is left as it is; no other directive is touched.
-pub fn allow_hf_framing(headers: &mut HeaderMap) {
+/// Let `hub` (the Hub's origin) frame a response that refused framing: `X-Frame-Options`
+/// goes, and the CSP's `frame-ancestors` gets `hub` in place of `'none'` (or beside its
+/// sources). A response that refused nothing is left as it is; no other directive is touched.
+pub fn allow_hub_framing(headers: &mut HeaderMap, hub: &str) {
     let xfo = headers
         .remove("x-frame-options")
         .and_then(|v| v.to_str().ok().map(str::to_ascii_lowercase));
@@ -85,7 +82,7 @@ pub fn allow_hf_framing(headers: &mut HeaderMap) {
             headers.append("content-security-policy", v);
             continue;
         };
-        let (new, found) = widen_ancestors(text);
+        let (new, found) = widen_ancestors(text, hub);
         had_ancestors |= found;
         if let Ok(v) = HeaderValue::from_str(&new) {
             headers.append("content-security-policy", v);
@@ -94,9 +91,9 @@ pub fn allow_hf_framing(headers: &mut HeaderMap) {
     if let (Some(xfo), false) = (xfo, had_ancestors) {
         // X-Frame-Options alone said DENY or SAMEORIGIN: say the same in CSP, plus HF.
         let sources = if xfo.contains("sameorigin") {
-            format!("'self' {HF_ORIGIN}")
+            format!("'self' {hub}")
         } else {
-            HF_ORIGIN.to_string()
+            hub.to_string()
         };
         if let Ok(v) = HeaderValue::from_str(&format!("frame-ancestors {sources}")) {
             headers.append("content-security-policy", v);
@@ -104,8 +101,8 @@ pub fn allow_hf_framing(headers: &mut HeaderMap) {
     }
 }
 
-/// One CSP value with `HF_ORIGIN` added to its `frame-ancestors`; and whether it had one.
-fn widen_ancestors(csp: &str) -> (String, bool) {
+/// One CSP value with `hub` added to its `frame-ancestors`; and whether it had one.
+fn widen_ancestors(csp: &str, hub: &str) -> (String, bool) {
     let mut found = false;
     let parts: Vec<String> = csp
         .split(';')
@@ -122,8 +119,8 @@ fn widen_ancestors(csp: &str) -> (String, bool) {
             let mut sources: Vec<&str> = words
                 .filter(|w| !w.eq_ignore_ascii_case("'none'"))
                 .collect();
-            if !sources.contains(&HF_ORIGIN) {
-                sources.push(HF_ORIGIN);
+            if !sources.contains(&hub) {
+                sources.push(hub);
             }
             format!("frame-ancestors {}", sources.join(" "))
         })
@@ -178,6 +175,8 @@ mod tests {
         assert!(h.is_empty());
     }
 
+    const HF: &str = "https://huggingface.co";
+
     #[test]
     fn framing_is_opened_to_huggingface_only() {
         let mut h = HeaderMap::new();
@@ -188,7 +187,7 @@ mod tests {
                 "default-src 'self'; frame-ancestors 'none'; script-src 'self'",
             ),
         );
-        allow_hf_framing(&mut h);
+        allow_hub_framing(&mut h, HF);
         assert!(!h.contains_key("x-frame-options"));
         assert_eq!(
             h["content-security-policy"],
@@ -197,7 +196,7 @@ mod tests {
         // X-Frame-Options alone: the same refusal in CSP, with HF let in.
         let mut h = HeaderMap::new();
         h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
-        allow_hf_framing(&mut h);
+        allow_hub_framing(&mut h, HF);
         assert_eq!(
             h["content-security-policy"],
             "frame-ancestors 'self' https://huggingface.co"
@@ -208,7 +207,7 @@ mod tests {
             "content-security-policy",
             HeaderValue::from_static("default-src 'self'"),
         );
-        allow_hf_framing(&mut h);
+        allow_hub_framing(&mut h, HF);
         assert_eq!(h["content-security-policy"], "default-src 'self'");
         assert_eq!(h.len(), 1);
     }

@@ -4,7 +4,7 @@
 //! or why it stopped). Once the gateway answers, HTTP and WebSocket traffic is proxied to it,
 //! streamed both ways (hyper's bodies and upgraded connections: nothing is buffered whole),
 //! with the forwarded headers of `headers::forward`. On a Space the responses may be framed
-//! by `https://huggingface.co` (`headers::allow_hf_framing`). The owner, with the gateway
+//! by the Hub's origin, `https://huggingface.co` (`headers::allow_hub_framing`). The owner, with the gateway
 //! token, reads a JSON status at `STATUS_PATH`.
 
 pub mod headers;
@@ -51,8 +51,8 @@ pub struct Door {
     pub upstream: u16,
     /// Peers whose forwarded headers are believed.
     pub trusted: Vec<Cidr>,
-    /// Let `https://huggingface.co` frame the app (on a Space, unless turned off).
-    pub frameable: bool,
+    /// The Hub's origin, allowed to frame the app (on a Space, unless turned off).
+    pub frame_origin: Option<String>,
     /// The gateway token: the key to `STATUS_PATH`.
     pub token: Option<Secret>,
     pub meta: Meta,
@@ -71,14 +71,14 @@ impl Door {
     pub fn new(
         upstream: u16,
         trusted: Vec<Cidr>,
-        frameable: bool,
+        frame_origin: Option<String>,
         token: Option<Secret>,
         meta: Meta,
     ) -> Door {
         Door {
             upstream,
             trusted,
-            frameable,
+            frame_origin,
             token,
             meta,
             state: Mutex::new(State {
@@ -233,8 +233,8 @@ async fn handle(
     }
     match proxy(req, door.upstream).await {
         Ok(mut resp) => {
-            if door.frameable {
-                headers::allow_hf_framing(resp.headers_mut());
+            if let Some(hub) = &door.frame_origin {
+                headers::allow_hub_framing(resp.headers_mut(), hub);
             }
             Ok(resp)
         }

@@ -19,7 +19,7 @@ async fn door_before(upstream: u16, stop: &CancellationToken) -> u16 {
     let door = Arc::new(Door::new(
         upstream,
         Vec::new(),
-        false,
+        None,
         None,
         Meta::new(d.path().join("m")),
     ));
