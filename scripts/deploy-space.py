@@ -120,27 +120,31 @@ def ensure_dataset(api, dataset):
         raise Fail(f"backup dataset {dataset} is public and backups hold credentials: make it private in its settings, or pick another with --dataset")
 
 
-def ensure_space(api, space, public):
-    """Creates the Space if missing; returns True if it was created."""
+def check_space(api, space, public):
+    """The Space's info, or None if missing; refuses a public (unless asked) or non-Docker one.
+    Read-only, so a refusal changes nothing."""
     from huggingface_hub.utils import HfHubHTTPError, RepositoryNotFoundError
 
     try:
         info = api.space_info(space)
     except RepositoryNotFoundError:
-        info = None
+        return None
     except HfHubHTTPError as e:
         raise Fail(explain(e, f"Space {space}"))
-    if info is None:
-        try:
-            api.create_repo(space, repo_type="space", space_sdk="docker", private=not public)
-        except HfHubHTTPError as e:
-            raise Fail(explain(e, f"creating Space {space}"))
-        return True
     if info.sdk not in (None, "docker"):
         raise Fail(f"Space {space} is a {info.sdk} Space; this needs a Docker Space: pick another name")
     if not info.private and not public:
         raise Fail(f"Space {space} is public; make it private in its settings, or pass --public to deploy to it anyway")
-    return False
+    return info
+
+
+def create_space(api, space, public):
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        api.create_repo(space, repo_type="space", space_sdk="docker", private=not public)
+    except HfHubHTTPError as e:
+        raise Fail(explain(e, f"creating Space {space}"))
 
 
 def set_settings(api, a, hf_token):
@@ -188,8 +192,10 @@ def deploy(a):
     if not hf_token:
         raise Fail("no Hugging Face token: export HF_TOKEN=hf_... (write access) or run `hf auth login`")
     api = HfApi(token=hf_token)
+    created = check_space(api, a.space, a.public) is None
     ensure_dataset(api, a.dataset)
-    created = ensure_space(api, a.space, a.public)
+    if created:
+        create_space(api, a.space, a.public)
     generated = set_settings(api, a, hf_token)
     n_add, n_del, oid = upload(api, a.space)
 

@@ -133,12 +133,7 @@ fn dockerfile_checker_catches_each_broken_rule() {
             "CMD run",
             "CMD must be exec form",
         ),
-        (
-            "no CMD",
-            "CMD [\"run\"]",
-            "",
-            "the final stage has no CMD",
-        ),
+        ("no CMD", "CMD [\"run\"]", "", "the final stage has no CMD"),
         (
             "inherited ENTRYPOINT",
             "ENTRYPOINT [\"/app/entrypoint\"]",

@@ -116,7 +116,10 @@ fn route(hub: &Hub, req: &Req) -> Response {
             Some(rt) => info(hub, req, rt, &format!("{owner}/{name}"), "main"),
             None => not_found_route(req),
         },
-        ["api", "spaces", owner, name, "secrets"] => spaces::secrets(hub, req, &format!("{owner}/{name}")),
+        ["api", "validate-yaml"] if m == Method::POST => spaces::validate_yaml(req),
+        ["api", "spaces", owner, name, "secrets"] => {
+            spaces::secrets(hub, req, &format!("{owner}/{name}"))
+        }
         ["api", "spaces", owner, name, "variables"] => {
             spaces::variables(hub, req, &format!("{owner}/{name}"))
         }

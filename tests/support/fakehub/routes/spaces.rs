@@ -1,9 +1,11 @@
-//! Space endpoints: `POST|GET|DELETE /api/spaces/{id}/secrets` and `.../variables`, plus the
+//! Space endpoints: `POST|GET|DELETE /api/spaces/{id}/secrets` and `.../variables`,
+//! `POST /api/validate-yaml` (huggingface_hub checks a README.md's front matter there before
+//! committing it), plus the
 //! Space-specific parts of repo creation (the SDK, 402 for a Docker Space on a free account)
 //! and of repo info (`sdk`). State lives in `fakehub/spaces.rs`.
 
-use super::*;
 use super::super::spaces::{Setting, SpaceSettings};
+use super::*;
 
 const SDKS: &[&str] = &["gradio", "docker", "static"];
 
@@ -82,10 +84,15 @@ fn settings_route(hub: &Hub, req: &Req, id: &str, secret: bool) -> Response {
             return error(400, None, "body needs \"key\" and \"value\"");
         };
         if !valid_key(key) {
-            let msg = format!("invalid key {key:?}: letters, digits and _ only, not starting with a digit");
+            let msg = format!(
+                "invalid key {key:?}: letters, digits and _ only, not starting with a digit"
+            );
             return error(400, None, &msg);
         }
-        map.insert(key.to_string(), setting(value, body["description"].as_str()));
+        map.insert(
+            key.to_string(),
+            setting(value, body["description"].as_str()),
+        );
     } else if m == Method::DELETE {
         let Some(key) = body["key"].as_str() else {
             return error(400, None, "body needs \"key\"");
@@ -129,4 +136,20 @@ fn valid_key(key: &str) -> bool {
 fn bearer<'r>(req: &'r Req) -> Option<&'r str> {
     let value = req.headers.get("authorization")?.to_str().ok()?;
     Some(value.strip_prefix("Bearer ").unwrap_or(value).trim())
+}
+
+/// `POST /api/validate-yaml` `{"content","repoType"}`: a Space card must name its `sdk`.
+/// Only that rule; the answer's shape is the Hub's (`errors`/`warnings` lists, 400 on errors).
+pub(super) fn validate_yaml(req: &Req) -> Response {
+    let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
+    let content = body["content"].as_str().unwrap_or_default();
+    let front = content
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---").map(|(f, _)| f));
+    let has_sdk = front.is_some_and(|f| f.lines().any(|l| l.starts_with("sdk:")));
+    if body["repoType"] == "space" && front.is_some() && !has_sdk {
+        let errors = json!([{"message": "\"sdk\" is required"}]);
+        return json_response(400, &json!({"errors": errors, "warnings": []}), &[]);
+    }
+    json_response(200, &json!({"errors": [], "warnings": []}), &[])
 }
