@@ -3,9 +3,12 @@
 #
 #   docker build -t openclaw-space .
 #   docker run --rm -p 7860:7860 -e OPENCLAW_GATEWAY_TOKEN=... openclaw-space
+#   docker run --rm openclaw-space status      # or backup, restore, verify, config, --help
 #
-# Extend it with your own `FROM openclaw-space` (see spaces/huggingface/README.md) rather than
-# editing this file. Checked in CI by scripts/check-dockerfile.py (tests/space.rs).
+# scripts/deploy-space.py uploads it, as it is, to a Space. Add tools in a stage of your own at
+# the end (see spaces/huggingface/README.md) rather than editing the stages here. Checked in CI
+# as text by scripts/check-dockerfile.py (tests/space.rs), and built and run by
+# scripts/image-test.sh.
 # No secret belongs in this file, a build arg or an ENV: Spaces pass secrets at run time.
 
 # Versions are pinned so a rebuild is the same image. The build stage uses the same Debian

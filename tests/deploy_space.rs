@@ -371,3 +371,42 @@ async fn deploy_refuses_public_unless_asked_and_bad_input_gets_one_line() {
     }
     assert!(!hub.repo_exists(RepoType::Space, "bob/app"));
 }
+
+/// The Space guide describes the path that works: the deploy command, the paid plan, the files
+/// the command uploads; and nothing in spaces/huggingface/ is a template to fill in.
+#[test]
+fn guide_describes_the_deploy_path_and_no_placeholder_remains() {
+    let guide = std::fs::read_to_string(repo().join("spaces/huggingface/README.md")).unwrap();
+    for needed in [
+        "python3 scripts/deploy-space.py",
+        "paid plan",
+        "`Dockerfile`",
+        "`.dockerignore`",
+        "`Cargo.toml`",
+        "`Cargo.lock`",
+        "`.cargo/`",
+        "`src/`",
+        "keeps the Space's secrets",
+    ] {
+        assert!(
+            guide.contains(needed),
+            "the guide does not mention {needed}"
+        );
+    }
+    let script = std::fs::read_to_string(repo().join("scripts/deploy-space.py")).unwrap();
+    assert!(
+        script
+            .contains(r#"TOP_FILES = ["Dockerfile", ".dockerignore", "Cargo.toml", "Cargo.lock"]"#)
+            && script.contains(r#"MANAGED_DIRS = ["src", ".cargo"]"#),
+        "deploy-space.py uploads other files than the guide lists: update both"
+    );
+    let entries: Vec<String> = std::fs::read_dir(repo().join("spaces/huggingface"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        entries,
+        ["README.md"],
+        "spaces/huggingface/ holds only the guide (the Space card)"
+    );
+}

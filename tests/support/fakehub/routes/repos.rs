@@ -33,7 +33,7 @@ pub(super) fn create_repo(hub: &Hub, req: &Req) -> Response {
     let url = format!("{}/{}{id}", hub.endpoint, rt.url_prefix());
     if rt == RepoType::Space {
         if let Err(r) = super::spaces::on_create(hub, req, &body, &id) {
-            return r;
+            return *r;
         }
     }
     if !hub.create_repo(rt, &id, private) {

@@ -11,20 +11,21 @@ const SDKS: &[&str] = &["gradio", "docker", "static"];
 
 /// Called by `create_repo` for `type: space` before the repo exists: checks the SDK and the
 /// plan. `Err` is the response to send.
-pub(super) fn on_create(hub: &Hub, req: &Req, body: &Value, id: &str) -> Result<(), Response> {
+pub(super) fn on_create(hub: &Hub, req: &Req, body: &Value, id: &str) -> Result<(), Box<Response>> {
     let Some(sdk) = body["sdk"].as_str() else {
-        return Err(error(400, None, "create: a Space needs \"sdk\""));
+        return Err(Box::new(error(400, None, "create: a Space needs \"sdk\"")));
     };
     if !SDKS.contains(&sdk) {
-        return Err(error(400, None, &format!("create: unknown sdk {sdk:?}")));
+        return Err(Box::new(error(
+            400,
+            None,
+            &format!("create: unknown sdk {sdk:?}"),
+        )));
     }
     let mut st = hub.state();
     if sdk == "docker" && bearer(req).is_some_and(|t| st.spaces.free_tokens.contains(t)) {
-        return Err(error(
-            402,
-            None,
-            "Payment required: Docker Spaces need a paid plan",
-        ));
+        let msg = "Payment required: Docker Spaces need a paid plan";
+        return Err(Box::new(error(402, None, msg)));
     }
     if st.repos.contains_key(&(RepoType::Space, id.to_string())) {
         return Ok(()); // 409 comes from create_repo; keep the existing settings
