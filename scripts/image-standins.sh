@@ -147,7 +147,11 @@ EOF
 fi
 
 # --- rust ------------------------------------------------------------------------------------
+# rustup's `+1.95.0`, else the default rustc if it is that version.
 TOOLCHAIN="$(rustc +"$RUST_VERSION" --print sysroot 2>/dev/null || true)"
+if [ ! -x "$TOOLCHAIN/bin/cargo" ] && rustc --version 2>/dev/null | grep -q "^rustc $RUST_VERSION "; then
+  TOOLCHAIN="$(rustc --print sysroot)"
+fi
 [ -x "$TOOLCHAIN/bin/cargo" ] || die "no Rust $RUST_VERSION toolchain on this machine (rustup toolchain install $RUST_VERSION); rustup's server is not reachable from the build"
 RUST_KEY="$(printf '%s\n' "$ROOTFS_KEY" "$("$TOOLCHAIN/bin/rustc" -vV)" "$("$TOOLCHAIN/bin/cargo" -V)" "$CA_HASH" "$SCRIPT_HASH" | hash)"
 if ! have_image "$RUST_TAG" "$RUST_KEY"; then

@@ -52,6 +52,8 @@ if ! podman build --pull=never "${ULIMITS[@]}" -t "$IMAGE" -f Dockerfile . > "$W
   tail -40 "$WORK/build.log" >&2
   die "podman build of ./Dockerfile failed (last lines above)"
 fi
+# Layers of earlier builds that no tag uses any more: they would fill the disk run after run.
+podman image prune -f >/dev/null 2>&1 || true
 say "built in $(( $(date +%s) - t0 )) s; image size $(( $(podman image inspect --format '{{.Size}}' "$IMAGE") / 1000000 )) MB"
 
 # --- helpers ---------------------------------------------------------------------------------
