@@ -133,11 +133,7 @@ pub fn main() -> i32 {
 
 async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> {
     let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
-    let job = crate::meta::Job {
-        state_dir: data.state_dir(),
-        meta_dir: data.meta_dir(),
-        excludes: settings.backup.excludes.clone(),
-    };
+    let job = data.job(&settings.backup.excludes);
     match command {
         Command::Run(_) => unreachable!("handled before the runtime starts"),
         Command::Config => {
@@ -172,7 +168,7 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
         }
         Command::Restore { force, version, .. } => {
             let store = open_store(settings).await?;
-            if !force && run::gateway_running(&data) {
+            if !force && data.meta().run_lock_held() {
                 anyhow::bail!(
                     "a gateway is running on {}; stop it first or pass --force",
                     data.state_dir().display()
@@ -291,12 +287,12 @@ fn print_status(
     job: &crate::meta::Job,
     json: bool,
 ) -> anyhow::Result<()> {
-    let last = backup::last_record(&job.meta_dir);
+    let last = job.meta.record();
     let status = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "data_dir": data,
         "state_dir": data.state_dir(),
-        "gateway_running": run::gateway_running(data),
+        "gateway_running": data.meta().run_lock_held(),
         "settings": settings,
         "last_backup": last,
     });

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::meta::{Job, Meta};
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DataDir {
     pub root: PathBuf,
@@ -22,8 +24,17 @@ impl DataDir {
         self.root.join(".openclaw")
     }
     /// `<root>/.openclaw-space`: our own bookkeeping, outside the backed-up tree.
-    pub fn meta_dir(&self) -> PathBuf {
-        self.root.join(".openclaw-space")
+    pub fn meta(&self) -> Meta {
+        Meta::new(self.root.join(".openclaw-space"))
+    }
+
+    /// What a backup or restore of this data dir works on.
+    pub fn job(&self, excludes: &[String]) -> Job {
+        Job {
+            state_dir: self.state_dir(),
+            meta: self.meta(),
+            excludes: excludes.to_vec(),
+        }
     }
 }
 

@@ -2,17 +2,14 @@
 //! backups beside it and a final one after the child stopped.
 
 use std::ffi::OsString;
-use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backup;
-use crate::datadir::{self, DataDir};
+use crate::datadir;
 use crate::keepalive;
 use crate::meta::Job;
 use crate::openclaw;
@@ -87,14 +84,8 @@ async fn service(
 
     let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
-    fs::create_dir_all(data.meta_dir())?;
-    let _run_lock = lock_run(&data)?;
-
-    let job = Job {
-        state_dir: data.state_dir(),
-        meta_dir: data.meta_dir(),
-        excludes: settings.backup.excludes.clone(),
-    };
+    let job = data.job(&settings.backup.excludes);
+    let _run_lock = job.meta.hold_run_lock(&data.root)?;
     let store = store::open(settings.backup.store.as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
@@ -106,17 +97,21 @@ async fn service(
         info!("openclaw.json: {written:?}");
     }
 
-    let shutdown = CancellationToken::new();
+    // The service's one shutdown signal, passed down (mini-redis): cancelled here on the
+    // first stop signal, or once the child is done for good; every task ends on it. The
+    // supervisor only reads it.
+    let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(cancel_when(sup.stop_signal(), stop.clone()));
     if let Some(ka) = settings.keepalive.clone() {
-        tasks.spawn(keepalive::run(ka, shutdown.clone()));
+        tasks.spawn(keepalive::run(ka, stop.clone()));
     }
     if let (true, true, Some(token)) = (
         is_openclaw,
         settings.auto_pair,
         settings.gateway_token.clone(),
     ) {
-        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
+        tasks.spawn(crate::pairing::run(settings.port, token, stop.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {
@@ -136,37 +131,32 @@ async fn service(
         settings,
         retried: !is_openclaw,
     };
-    let code = match &store {
-        None => sup.run(spec, policy, &mut hooks, shutdown.clone()).await,
+    let ended = match &store {
+        None => sup.run(spec, policy, &mut hooks, &stop).await,
         Some(store) => {
-            let loop_done = shutdown.child_token();
-            let (code, ()) = tokio::join!(
+            let (ended, ()) = tokio::join!(
                 async {
-                    let c = sup.run(spec, policy, &mut hooks, shutdown.clone()).await;
-                    loop_done.cancel();
-                    c
+                    let ended = sup.run(spec, policy, &mut hooks, &stop).await;
+                    stop.cancel();
+                    ended
                 },
-                backup_loop(
-                    &job,
-                    store.as_ref(),
-                    settings.backup.interval,
-                    loop_done.clone()
-                ),
+                backup_loop(&job, store.as_ref(), settings.backup.interval, &stop),
             );
-            final_backup(
-                &job,
-                store.as_ref(),
-                settings.backup.final_deadline,
-                sup.second_signal(),
-            )
-            .await;
-            code
+            let (deadline, abort) = (settings.backup.final_deadline, sup.second_stop_signal());
+            final_backup(&job, store.as_ref(), deadline, abort).await;
+            ended
         }
     };
-    shutdown.cancel();
+    stop.cancel();
     tasks.shutdown().await;
-    info!(code, "exiting");
-    Ok(code)
+    info!(code = ended.code, "exiting ({:?})", ended.why);
+    Ok(ended.code)
+}
+
+/// Cancel `token` once `event` happened.
+async fn cancel_when(event: impl std::future::Future<Output = ()>, token: CancellationToken) {
+    event.await;
+    token.cancel();
 }
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
@@ -191,7 +181,7 @@ async fn restore_at_start(job: &Job, store: &dyn Store) {
 }
 
 /// Periodic backups with jitter until `done`.
-async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: CancellationToken) {
+async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: &CancellationToken) {
     loop {
         let jitter = interval.mul_f64(rand::rng().random_range(0.0..0.1));
         tokio::select! {
@@ -209,14 +199,19 @@ async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: Can
 
 /// After the child stopped (its state consistent, its lease released): one last backup,
 /// bounded by `deadline` and cut short by a second stop signal.
-async fn final_backup(job: &Job, store: &dyn Store, deadline: Duration, abort: CancellationToken) {
+async fn final_backup(
+    job: &Job,
+    store: &dyn Store,
+    deadline: Duration,
+    abort: impl std::future::Future<Output = ()>,
+) {
     tokio::select! {
         r = tokio::time::timeout(deadline, backup::backup_once(job, store, false)) => match r {
             Ok(Ok(o)) => info!("final backup: {o:?}"),
             Ok(Err(e)) => warn!("final backup failed: {e:#}"),
             Err(_) => warn!("final backup did not finish within {deadline:?} (ENTRYPOINT_BACKUP_DEADLINE); the previous backup stays the latest"),
         },
-        _ = abort.cancelled() => warn!("final backup aborted by a second stop signal"),
+        () = abort => warn!("final backup aborted by a second stop signal"),
     }
 }
 
@@ -245,31 +240,6 @@ impl Hooks for ConfigRecovery<'_> {
             }
         }
     }
-}
-
-/// Held for the life of `run`, so `restore` can tell that a gateway is using the state dir.
-fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "another entrypoint is already running on {} ({e}); stop it first",
-            data.root.display()
-        )
-    })
-}
-
-/// True when a `run` holds the lock on this data dir.
-pub fn gateway_running(data: &DataDir) -> bool {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let Ok(file) = fs::OpenOptions::new().write(true).open(Path::new(&path)) else {
-        return false;
-    };
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
 }
 
 /// An error chain as one line, with any secret value scrubbed.

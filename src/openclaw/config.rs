@@ -7,8 +7,7 @@
 //! merge patch (`OPENCLAW_CONFIG_PATCH`, RFC 7396) is applied last.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -235,35 +234,18 @@ fn aside(path: &Path, tag: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// temp + fsync + rename + fsync(dir), mode 0600.
+/// Pretty JSON, replaced atomically and durably (the rename too), mode 0600.
 pub fn write_atomic(path: &Path, value: &Value) -> anyhow::Result<()> {
-    let dir = path.parent().context("config path has no parent")?;
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp-{}", std::process::id()));
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::Durability::Published)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::{Env, Overrides};
+    use std::os::unix::fs::PermissionsExt;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         let mut all = vec![("OPENCLAW_GATEWAY_TOKEN", "secret-token-value")];
