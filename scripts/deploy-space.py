@@ -205,8 +205,10 @@ def deploy(a):
     if generated:
         print("OPENCLAW_GATEWAY_TOKEN (generated; shown only this once, keep it in a password manager):")
         print(f"  {generated}")
+    elif os.environ.get("OPENCLAW_GATEWAY_TOKEN", "").strip():
+        print("Secret OPENCLAW_GATEWAY_TOKEN: set from your environment")
     else:
-        print("Secrets: the Space's existing OPENCLAW_GATEWAY_TOKEN and HF_TOKEN were kept" if not os.environ.get("OPENCLAW_GATEWAY_TOKEN") else "Secrets: OPENCLAW_GATEWAY_TOKEN set from your environment")
+        print("Secret OPENCLAW_GATEWAY_TOKEN: the Space's existing one was kept (--new-gateway-token replaces it)")
     print(f"App: {app_url(a.space)}")
     print("Next:")
     print(f"  1. Watch the build: https://huggingface.co/spaces/{a.space} -> Logs (the first build takes about 10 minutes).")
