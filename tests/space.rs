@@ -1,6 +1,7 @@
-//! Shipping as a Hugging Face Space, checked without a Docker daemon.
+//! Shipping as a Hugging Face Space, checked without a Docker daemon (the image itself is built
+//! and run by `scripts/image-test.sh`, the last step of `scripts/test.sh`).
 //!
-//! - The Dockerfiles are parsed by BuildKit's own parser (PyPI `dockerfile`, in the venv made by
+//! - The Dockerfile is parsed by BuildKit's own parser (PyPI `dockerfile`, in the venv made by
 //!   `scripts/docker-venv.sh`) and checked by `scripts/check-dockerfile.py`; each rule is also
 //!   shown to fire on a Dockerfile that breaks it.
 //! - The Space card's YAML front matter is parsed by PyYAML (`scripts/check-space-card.py`).
