@@ -16,8 +16,9 @@
 #
 # Cached and idempotent: each image carries a label with the hash of everything that went into
 # it (debootstrap version, mirror, versions, the host's CA bundle, this script) and is only
-# rebuilt when that changes. The rootfs tarball and npm tarballs live in
-# $OPENCLAW_SPACE_CACHE/image/. Needs root and podman (scripts/image-deps.sh).
+# rebuilt when that changes. The rootfs tarball, the npm tarballs and a saved copy of each
+# stand-in live in $OPENCLAW_SPACE_CACHE/image/, so a machine whose podman storage is new
+# loads them instead of rebuilding. Needs root and podman (scripts/image-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,9 +43,25 @@ hash() { sha256sum | cut -c1-16; }
 SCRIPT_HASH="$(hash < "$0")"
 CA_HASH="$(hash < "$HOST_CA")"
 
-# True when image $1 exists with label key $2.
+# True when image $1 exists with label key $2, loading it from the cache's saved copy if podman's
+# own storage lost it (a fresh machine that keeps only $OPENCLAW_SPACE_CACHE).
 have_image() {
-  [ "$(podman image inspect --format "{{index .Labels \"$LABEL\"}}" "$1" 2>/dev/null)" = "$2" ]
+  local saved
+  saved="$CACHE/saved-$(echo "$1" | tr '/:' '__')-$2.tar"
+  if [ "$(podman image inspect --format "{{index .Labels \"$LABEL\"}}" "$1" 2>/dev/null)" = "$2" ]; then
+    return 0
+  fi
+  [ -f "$saved" ] && podman load -q -i "$saved" >/dev/null 2>&1 \
+    && [ "$(podman image inspect --format "{{index .Labels \"$LABEL\"}}" "$1" 2>/dev/null)" = "$2" ]
+}
+
+# saved TAG KEY: make sure the cache has a copy of that image (older copies of it go).
+saved() {
+  local base
+  base="$CACHE/saved-$(echo "$1" | tr '/:' '__')"
+  [ -f "$base-$2.tar" ] && return 0
+  rm -f "$base"-*.tar
+  podman save -q -o "$base-$2.tar.tmp" "$1" && mv "$base-$2.tar.tmp" "$base-$2.tar"
 }
 
 # --- the rootfs ------------------------------------------------------------------------------
@@ -178,4 +195,6 @@ EOF
   podman build "${ULIMITS[@]}" --pull=never -q -t "$RUST_TAG" "$ctx" >/dev/null || die "building $RUST_TAG failed (see above)"
   rm -rf "$ctx"
 fi
+saved "$NODE_TAG" "$NODE_KEY" || die "cannot save $NODE_TAG into $CACHE"
+saved "$RUST_TAG" "$RUST_KEY" || die "cannot save $RUST_TAG into $CACHE"
 log "ready: $NODE_TAG ($NODE_KEY), $RUST_TAG ($RUST_KEY)"
