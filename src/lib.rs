@@ -22,6 +22,7 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod datadir;
+pub mod frontdoor;
 pub mod fsutil;
 pub mod keepalive;
 pub mod livedb;

@@ -2,6 +2,7 @@
 //! backups beside it and a final one after the child stopped.
 
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -10,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::backup;
 use crate::datadir;
+use crate::frontdoor::{self, Door, Phase};
 use crate::keepalive;
 use crate::meta::Job;
 use crate::openclaw;
@@ -86,10 +88,19 @@ async fn service(
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
     let job = data.job(&settings.backup.excludes);
     let _run_lock = job.meta.hold_run_lock(&data.root)?;
+    let door = open_front_door(settings, is_openclaw, &job).await?;
     let store = store::open(settings.backup.store.as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
-        Some(s) => restore_at_start(&job, s.as_ref()).await,
+        Some(s) => {
+            if let Some((d, _)) = &door {
+                d.set_phase(Phase::Restoring { store: s.describe() });
+            }
+            let outcome = restore_at_start(&job, s.as_ref()).await;
+            if let Some((d, _)) = &door {
+                d.set_restore(s.describe(), outcome);
+            }
+        }
     }
 
     if is_openclaw {
@@ -111,7 +122,8 @@ async fn service(
         settings.auto_pair,
         settings.gateway_token.clone(),
     ) {
-        tasks.spawn(crate::pairing::run(settings.port, token, stop.clone()));
+        let port = settings.gateway_listen_port();
+        tasks.spawn(crate::pairing::run(port, token, stop.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {
@@ -130,6 +142,7 @@ async fn service(
         state_dir: job.state_dir.clone(),
         settings,
         retried: !is_openclaw,
+        door: door.as_ref().map(|(d, _)| d.clone()),
     };
     let ended = match &store {
         None => sup.run(spec, policy, &mut hooks, &stop).await,
@@ -147,8 +160,20 @@ async fn service(
             ended
         }
     };
+    if let Some((d, _)) = &door {
+        // The port stays up through the final backup, saying why the gateway is gone.
+        d.set_phase(Phase::Stopped {
+            why: format!(
+                "{:?} (exit code {}); the service is shutting down",
+                ended.why, ended.code
+            ),
+        });
+    }
     stop.cancel();
     tasks.shutdown().await;
+    if let Some((_, closed)) = door {
+        closed.cancel();
+    }
     info!(code = ended.code, "exiting ({:?})", ended.why);
     Ok(ended.code)
 }
@@ -161,23 +186,70 @@ async fn cancel_when(event: impl std::future::Future<Output = ()>, token: Cancel
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
 /// and `backup` refuses to upload until a restore succeeds or a backup is forced.
-async fn restore_at_start(job: &Job, store: &dyn Store) {
+/// Returns what happened in one line without secrets, for the front door's status.
+async fn restore_at_start(job: &Job, store: &dyn Store) -> String {
     let t = Instant::now();
     match restore::restore_latest(job, store).await {
-        Ok(restore::Outcome::NoBackup) => info!("no backup in {}: fresh start", store.describe()),
+        Ok(restore::Outcome::NoBackup) => {
+            info!("no backup in {}: fresh start", store.describe());
+            "no backup yet: fresh start".into()
+        }
         // A fallback was already said in one warning line by the restore itself.
-        Ok(outcome) if !outcome.skipped().is_empty() => {}
-        Ok(outcome) => info!(
-            ms = t.elapsed().as_millis() as u64,
-            "restore from {}: {outcome}",
-            store.describe()
-        ),
-        Err(e) => error!(
-            "RESTORE FAILED from {}: {e:#}. Keeping the state on disk and starting anyway; \
-             backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
-            store.describe()
-        ),
+        Ok(outcome) if !outcome.skipped().is_empty() => outcome.to_string(),
+        Ok(outcome) => {
+            info!(
+                ms = t.elapsed().as_millis() as u64,
+                "restore from {}: {outcome}",
+                store.describe()
+            );
+            outcome.to_string()
+        }
+        Err(e) => {
+            error!(
+                "RESTORE FAILED from {}: {e:#}. Keeping the state on disk and starting anyway; \
+                 backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
+                store.describe()
+            );
+            "restore failed: the state on disk is kept and uploads are paused until a restore \
+             succeeds or `entrypoint backup --force` is run"
+                .into()
+        }
     }
+}
+
+/// With `ENTRYPOINT_FRONT_DOOR` and the gateway as the child: listen on `$PORT` now (the
+/// status page answers from the first second) and serve until the returned token is cancelled.
+async fn open_front_door(
+    settings: &Settings,
+    is_openclaw: bool,
+    job: &Job,
+) -> anyhow::Result<Option<(Arc<Door>, CancellationToken)>> {
+    if !(settings.front_door && is_openclaw) {
+        return Ok(None);
+    }
+    if settings.gateway_port == settings.port {
+        anyhow::bail!(
+            "ENTRYPOINT_GATEWAY_PORT: {} is PORT too; the gateway needs a port of its own behind the front door",
+            settings.port
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("PORT: cannot listen on {}: {e}", settings.port))?;
+    let door = Arc::new(Door::new(
+        settings.gateway_port,
+        settings.trusted_proxies.clone(),
+        settings.hf_framing && settings.space_host.is_some(),
+        settings.gateway_token.clone(),
+        job.meta.clone(),
+    ));
+    let closed = CancellationToken::new();
+    tokio::spawn(frontdoor::serve(listener, door.clone(), closed.clone()));
+    info!(
+        "front door on port {}; the gateway on 127.0.0.1:{}",
+        settings.port, settings.gateway_port
+    );
+    Ok(Some((door, closed)))
 }
 
 /// Periodic backups with jitter until `done`.
@@ -220,9 +292,19 @@ struct ConfigRecovery<'a> {
     state_dir: std::path::PathBuf,
     settings: &'a Settings,
     retried: bool,
+    /// Told when a gateway starts (its status page says "starting" until it answers).
+    door: Option<Arc<Door>>,
 }
 
 impl Hooks for ConfigRecovery<'_> {
+    fn on_spawn(&mut self, _pid: i32) {
+        if let Some(d) = &self.door {
+            d.set_phase(Phase::Starting {
+                since: Instant::now(),
+            });
+        }
+    }
+
     fn on_config_error(&mut self) -> bool {
         if self.retried {
             error!("the gateway rejected its config again (exit {EX_CONFIG}); not restarting. Fix openclaw.json or OPENCLAW_CONFIG_PATCH");

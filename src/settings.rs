@@ -85,6 +85,31 @@ pub struct Cidr {
     pub prefix: u8,
 }
 
+impl Cidr {
+    /// True when `ip` is in this range (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -203,11 +228,27 @@ pub struct Settings {
     pub keepalive: Option<KeepaliveSettings>,
     /// Approve pending Control-UI pairing requests that passed token auth (see README).
     pub auto_pair: bool,
+    /// `ENTRYPOINT_FRONT_DOOR`: listen on `port` ourselves (status page, proxy) and run the
+    /// gateway on loopback at `gateway_port` (`ENTRYPOINT_GATEWAY_PORT`, default 18789).
+    pub front_door: bool,
+    pub gateway_port: u16,
+    /// `ENTRYPOINT_HF_FRAMING` (default on): with the front door on a Space, let
+    /// `https://huggingface.co` frame the app.
+    pub hf_framing: bool,
 }
 
 pub const DEFAULT_MODEL: &str = "huggingface/deepseek-ai/DeepSeek-R1";
 
 impl Settings {
+    /// The port the gateway listens on: behind the front door, its own loopback port.
+    pub fn gateway_listen_port(&self) -> u16 {
+        if self.front_door {
+            self.gateway_port
+        } else {
+            self.port
+        }
+    }
+
     /// The model to configure when the config has none.
     pub fn default_model(&self) -> &str {
         self.model_from_env.as_deref().unwrap_or(DEFAULT_MODEL)
@@ -380,6 +421,9 @@ impl Settings {
             backup: backup(env, hf_token.as_ref())?,
             keepalive: keepalive(env, space_host.as_deref(), hf_token.as_ref())?,
             auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
+            front_door: env.flag("ENTRYPOINT_FRONT_DOOR")?.unwrap_or(false),
+            gateway_port: gateway_port(env)?,
+            hf_framing: env.flag("ENTRYPOINT_HF_FRAMING")?.unwrap_or(true),
             space_host,
             hf_token,
         })
@@ -402,6 +446,18 @@ fn port(env: &Env) -> Result<u16, SettingError> {
             bad(
                 "PORT",
                 format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
+            )
+        })?,
+    })
+}
+
+fn gateway_port(env: &Env) -> Result<u16, SettingError> {
+    Ok(match env.get("ENTRYPOINT_GATEWAY_PORT") {
+        None => 18789,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            bad(
+                "ENTRYPOINT_GATEWAY_PORT",
+                format!("'{p}' is not a TCP port; use 1..65535, not PORT's"),
             )
         })?,
     })

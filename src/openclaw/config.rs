@@ -87,8 +87,12 @@ pub fn apply_owned(mut config: Value, s: &Settings) -> Value {
     let gateway = child(&mut config, "gateway");
     let g = obj(gateway);
     g.insert("mode".into(), json!("local"));
-    g.insert("port".into(), json!(s.port));
-    g.insert("bind".into(), json!("lan"));
+    g.insert("port".into(), json!(s.gateway_listen_port()));
+    // Behind the front door the gateway is reachable on loopback only.
+    g.insert(
+        "bind".into(),
+        json!(if s.front_door { "loopback" } else { "lan" }),
+    );
     let auth = obj(child(gateway, "auth"));
     auth.insert("mode".into(), json!("token"));
     auth.insert("token".into(), json!(TOKEN_REF));
@@ -96,10 +100,14 @@ pub fn apply_owned(mut config: Value, s: &Settings) -> Value {
     auth.remove("password");
     obj(child(gateway, "controlUi")).insert("allowedOrigins".into(), json!(allowed_origins(s)));
     let g = obj(gateway);
-    if s.trusted_proxies.is_empty() {
+    let mut list: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
+    if s.front_door {
+        // The front door's hop: it passes on only what `frontdoor::headers::forward` allows.
+        list.push("127.0.0.1/32".into());
+    }
+    if list.is_empty() {
         g.remove("trustedProxies");
     } else {
-        let list: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
         g.insert("trustedProxies".into(), json!(list));
     }
 
