@@ -8,7 +8,7 @@
 # images with exactly the names the Dockerfile uses (see there). Checks, each failing the run
 # with one line:
 #   - every process in the container runs as uid 1000, PID 1 is /app/entrypoint;
-#   - /healthz answers 200 on 7860 with /data absent, read-only, root-owned and writable, and
+#   - the gateway answers /readyz 200 on 7860 (through the front door) with /data absent, read-only, root-owned and writable, and
 #     the data dir chosen is logged as expected;
 #   - `podman stop` -> exit 0 with a final backup in a mounted backup folder
 #     (ENTRYPOINT_BACKUP_DIR); a second container on the same folder restores it;
@@ -67,16 +67,17 @@ start() {
     || die "$name: podman run failed"
 }
 
-# healthz NAME [PATH]: poll PATH (/healthz) inside the container until 200 (deadline); prints
-# seconds since `podman run` was called.
+# healthz NAME [PATH]: poll PATH inside the container until 200 (deadline); prints seconds
+# since `podman run` was called. The default, /readyz, is the gateway's own answer through the
+# front door (whose /healthz answers from its first second, before the gateway).
 healthz() {
-  local name="$1" path="${2:-/healthz}" t_start="${STARTED[$1]}" code
+  local name="$1" path="${2:-/readyz}" t_start="${STARTED[$1]}" code
   while :; do
     code="$(podman exec "$name" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:7860$path" 2>/dev/null || true)"
     [ "$code" = 200 ] && break
     if [ "$(podman inspect --format '{{.State.Running}}' "$name")" != true ]; then
       podman logs "$name" 2>&1 | tail -20 >&2
-      die "$name: the container exited before /healthz answered (logs above)"
+      die "$name: the container exited before $path answered (logs above)"
     fi
     if awk -v s="$t_start" -v n="$(date +%s.%N)" -v d="$DEADLINE" 'BEGIN { exit !(n - s > d) }'; then
       podman logs "$name" 2>&1 | tail -20 >&2
@@ -204,13 +205,13 @@ podman run --rm --network=none "${ULIMITS[@]}" --entrypoint sh "$IMAGE" -c \
 cold=() warm=()
 for round in 1 2; do
   start "c-cold$round" --tmpfs /tmp:mode=1777
-  cold+=("$(healthz "c-cold$round")/$(healthz "c-cold$round" /readyz)")
+  cold+=("$(healthz "c-cold$round" /healthz)/$(healthz "c-cold$round" /readyz)")
   podman rm -f -t 0 "c-cold$round" >/dev/null
   start "c-warm$round"
-  warm+=("$(healthz "c-warm$round")/$(healthz "c-warm$round" /readyz)")
+  warm+=("$(healthz "c-warm$round" /healthz)/$(healthz "c-warm$round" /readyz)")
   podman rm -f -t 0 "c-warm$round" >/dev/null
 done
-say "start -> /healthz with the warm compile cache, data-dir runs: $warm1 $warm2 $warm3 $warm4 $warm5 s"
-say "start -> /healthz / /readyz, same run, interleaved: warm cache ${warm[*]} s; cold (tmpfs over /tmp) ${cold[*]} s"
+say "start -> the gateway's /readyz (through the front door) with the warm compile cache, data-dir runs: $warm1 $warm2 $warm3 $warm4 $warm5 s"
+say "start -> front door /healthz / gateway /readyz, same run, interleaved: warm cache ${warm[*]} s; cold (tmpfs over /tmp) ${cold[*]} s"
 say "image size $(( $(podman image inspect --format '{{.Size}}' "$IMAGE") / 1000000 )) MB"
 say "ok"
