@@ -444,14 +444,23 @@ impl Settings {
 }
 
 fn port(env: &Env) -> Result<u16, SettingError> {
-    Ok(match env.get("PORT") {
-        None => 7860,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-            bad(
-                "PORT",
-                format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
-            )
-        })?,
+    tcp_port(env, "PORT", 7860, "Spaces expect 7860")
+}
+
+fn gateway_port(env: &Env) -> Result<u16, SettingError> {
+    tcp_port(env, "ENTRYPOINT_GATEWAY_PORT", 18789, "not PORT's")
+}
+
+/// The TCP port in `var` (1..65535), or `default`; `hint` ends the error.
+fn tcp_port(env: &Env, var: &'static str, default: u16, hint: &str) -> Result<u16, SettingError> {
+    let Some(p) = env.get(var) else {
+        return Ok(default);
+    };
+    p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+        bad(
+            var,
+            format!("'{p}' is not a TCP port; use 1..65535 ({hint})"),
+        )
     })
 }
 
@@ -475,18 +484,6 @@ fn hub_origin(env: &Env) -> Result<String, SettingError> {
         return Err(bad("HF_ENDPOINT", format!("'{e}' has no host")));
     }
     Ok(format!("{scheme}://{host}"))
-}
-
-fn gateway_port(env: &Env) -> Result<u16, SettingError> {
-    Ok(match env.get("ENTRYPOINT_GATEWAY_PORT") {
-        None => 18789,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-            bad(
-                "ENTRYPOINT_GATEWAY_PORT",
-                format!("'{p}' is not a TCP port; use 1..65535, not PORT's"),
-            )
-        })?,
-    })
 }
 
 fn origins(env: &Env) -> Result<Vec<String>, SettingError> {

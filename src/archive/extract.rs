@@ -391,14 +391,7 @@ impl Extractor<'_> {
             make_parent(d)?;
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), d)
                 .with_context(|| format!("cannot create the symlink {}", d.display()))?;
-            let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
-            let _ = nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                d.as_path(),
-                &t,
-                &t,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            );
+            set_mtime_nofollow(d, mtime);
             if target.split(|&b| b == b'/').any(|c| c == b"..") {
                 self.links_to_check.push(d.clone());
             }
@@ -463,14 +456,7 @@ impl Extractor<'_> {
         for (d, mode, mtime) in self.dirs.iter().rev() {
             fs::set_permissions(d, fs::Permissions::from_mode(*mode))
                 .with_context(|| format!("cannot set the mode of {}", d.display()))?;
-            let t = nix::sys::time::TimeSpec::new(*mtime as i64, 0);
-            let _ = nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                d.as_path(),
-                &t,
-                &t,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            );
+            set_mtime_nofollow(d, *mtime);
         }
         Ok(())
     }
@@ -522,6 +508,18 @@ fn check_link_target(comps: &[Vec<u8>], target: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Set `path`'s times to `mtime` without following a symlink (best effort: a time is cosmetic).
+fn set_mtime_nofollow(path: &Path, mtime: u64) {
+    let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
+    let _ = nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
 }
 
 /// Regenerable dirs of seed archives, and shared-memory index files (rebuilt by SQLite).
