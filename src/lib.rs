@@ -6,7 +6,8 @@
 //! - `snapshot`, `archive`, `store`: the mechanisms behind backup and restore; `livedb`: the
 //!   one owner of every access to the state dir's SQLite files (and of its plain opens).
 //! - `openclaw`: everything specific to OpenClaw (config, state layout, child command).
-//! - `datadir`, `settings`: where state lives and what the environment says; `meta`: every
+//! - `datadir`, `settings`: where state lives and what the environment says (`mounts`: is a
+//!   path on a network or FUSE filesystem); `meta`: every
 //!   name in the meta dir (`.openclaw-space/`) and beside the state dir; `fsutil`: atomic
 //!   writes, directory sync, the clock.
 //!
@@ -24,6 +25,7 @@ pub mod keepalive;
 pub mod livedb;
 pub mod logging;
 pub mod meta;
+pub mod mounts;
 pub mod openclaw;
 pub mod pairing;
 pub mod restore;

@@ -85,7 +85,11 @@ async fn service(
         );
     }
 
-    let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
+    let data = datadir::resolve(
+        &settings.data_dir_candidate,
+        settings.home.as_deref(),
+        datadir::Choice::of(settings),
+    )?;
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
     fs::create_dir_all(data.meta_dir())?;
     let _run_lock = lock_run(&data)?;
@@ -95,7 +99,7 @@ async fn service(
         meta_dir: data.meta_dir(),
         excludes: settings.backup.excludes.clone(),
     };
-    let store = store::open(settings.backup.store.as_ref()).await?;
+    let store = store::open(data.store_settings(&settings.backup).as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
         Some(s) => restore_at_start(&job, s.as_ref()).await,

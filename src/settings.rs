@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod bucket;
+pub use bucket::BucketSettings;
+
 /// A value that must never reach a log, an error or `status` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -133,6 +136,8 @@ pub enum StoreSettings {
     },
     /// A private Hugging Face dataset.
     Hf(HfSettings),
+    /// A private Hugging Face Storage Bucket (`HF_BUCKET`).
+    Bucket(BucketSettings),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,8 +158,10 @@ pub struct HfSettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupSettings {
-    /// None: backups are off.
+    /// None: backups are off (unless the data dir offers a network volume's folder).
     pub store: Option<StoreSettings>,
+    /// `ENTRYPOINT_BACKUP_KEEP`: versions a dir store keeps, also one chosen by the data dir.
+    pub keep: usize,
     /// Time between periodic backups (a random jitter of up to 10 % is added).
     #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
@@ -199,6 +206,9 @@ pub struct Settings {
     pub data_dir_candidate: PathBuf,
     /// `$HOME`, the fallback data dir.
     pub home: Option<PathBuf>,
+    /// `ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS`: keep the live state on the candidate even
+    /// when it is a network or FUSE filesystem (see `datadir`).
+    pub live_state_on_network_fs: bool,
     pub backup: BackupSettings,
     pub keepalive: Option<KeepaliveSettings>,
     /// Approve pending Control-UI pairing requests that passed token auth (see README).
@@ -492,12 +502,15 @@ impl Settings {
             (None, None) => None,
         };
 
+        let store = bucket::with_bucket(env, store, keep)?;
+
         let interval = env.duration("ENTRYPOINT_BACKUP_INTERVAL", Duration::from_secs(300))?;
         if interval < Duration::from_secs(1) {
             return Err(bad("ENTRYPOINT_BACKUP_INTERVAL", "must be at least 1s"));
         }
         let backup = BackupSettings {
             store,
+            keep,
             interval,
             excludes: list(env.get("ENTRYPOINT_BACKUP_EXCLUDE").unwrap_or(""))
                 .map(String::from)
@@ -560,6 +573,9 @@ impl Settings {
             log_filter: env.get("ENTRYPOINT_LOG").unwrap_or("info").to_string(),
             data_dir_candidate: PathBuf::from(env.get("ENTRYPOINT_DATA_DIR").unwrap_or("/data")),
             home: env.get("HOME").map(PathBuf::from),
+            live_state_on_network_fs: env
+                .flag("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS")?
+                .unwrap_or(false),
             backup,
             keepalive,
             auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
