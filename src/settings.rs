@@ -13,9 +13,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-mod bucket;
-pub use bucket::BucketSettings;
-
 /// A value that must never reach a log, an error or `status` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -136,8 +133,6 @@ pub enum StoreSettings {
     },
     /// A private Hugging Face dataset.
     Hf(HfSettings),
-    /// A private Hugging Face Storage Bucket (`HF_BUCKET`).
-    Bucket(BucketSettings),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -501,8 +496,6 @@ impl Settings {
             }),
             (None, None) => None,
         };
-
-        let store = bucket::with_bucket(env, store, keep)?;
 
         let interval = env.duration("ENTRYPOINT_BACKUP_INTERVAL", Duration::from_secs(300))?;
         if interval < Duration::from_secs(1) {
