@@ -134,7 +134,6 @@ pub async fn open(settings: Option<&StoreSettings>) -> anyhow::Result<Option<Box
             Some(Box::new(dir::DirStore::new(path.clone(), *keep)))
         }
         Some(StoreSettings::Hf(hf)) => Some(Box::new(hf::HfStore::open(hf).await?)),
-        Some(StoreSettings::Bucket(_)) => anyhow::bail!("HF_BUCKET: not supported yet"),
     })
 }
 
