@@ -13,7 +13,8 @@ Exit 2: the file is missing or does not parse. The rules and why:
 - OpenClaw installed at the pinned version, never `latest` (rebuilds happen on every restart);
 - the final stage runs as uid 1000 with HOME=/home/user (Spaces run uid 1000);
 - no `openclaw` command run as root (its first call creates a root-owned 0700 log folder);
-- exec-form `CMD ["entrypoint"]`, no ENTRYPOINT (entrypoint must be PID 1 and get SIGTERM);
+- its own exec-form `ENTRYPOINT ["/app/entrypoint"]` and `CMD ["run"]` (entrypoint must be PID 1
+  and get SIGTERM; the node image's ENTRYPOINT must not be inherited);
 - EXPOSE 7860 and ENV PORT=7860 (the Space's app_port);
 - no ENV/ARG that looks like a secret with a value (image layers are readable);
 - Dev Mode's packages (bash curl wget procps git git-lfs) and ca-certificates (HTTPS);
@@ -223,19 +224,8 @@ def check(path, openclaw_version):
         if "7860" not in exposed:
             bad(final.from_cmd, "the final stage needs `EXPOSE 7860` (the Space's app_port)")
 
-        checks += 1
-        cmd_lines = [c for c in fc if c.cmd == "CMD"]
-        if not cmd_lines:
-            bad(final.from_cmd, 'the final stage has no CMD; add `CMD ["entrypoint"]`')
-        else:
-            c = cmd_lines[-1]
-            if not c.json:
-                bad(c, 'CMD must be exec form `CMD ["entrypoint"]`: shell form makes /bin/sh PID 1 and SIGTERM never reaches entrypoint')
-            elif list(c.value) != ["entrypoint"]:
-                bad(c, f'CMD {list(c.value)}: expected ["entrypoint"]')
-        for c in fc:
-            if c.cmd == "ENTRYPOINT":
-                bad(c, "ENTRYPOINT wraps CMD; remove it so `entrypoint` itself is PID 1")
+        checks += 2
+        check_entrypoint_and_cmd(final, bad)
 
         # Dev Mode packages.
         checks += 1
@@ -271,6 +261,38 @@ def check(path, openclaw_version):
             bad(c, "looks like a Hugging Face token in the Dockerfile; remove it and revoke it")
 
     return checks, problems
+
+
+ENTRYPOINTS = (["/app/entrypoint"], ["entrypoint"])
+
+
+def check_entrypoint_and_cmd(final, bad):
+    """The final stage sets its own exec-form ENTRYPOINT ["/app/entrypoint"] and CMD ["run"].
+
+    Its own: a base image's ENTRYPOINT is inherited (the node image's docker-entrypoint.sh would
+    turn `docker run IMAGE status` into `node status`). Exec form: shell form makes /bin/sh PID 1
+    and SIGTERM never reaches entrypoint. Nothing in front of it (tini, a script): entrypoint is
+    the init. CMD ["run"]: `docker run IMAGE` runs the service and Dev Mode finds a CMD, while
+    `docker run IMAGE status` replaces it."""
+    fc = final.commands
+    eps = [c for c in fc if c.cmd == "ENTRYPOINT"]
+    if not eps:
+        bad(final.from_cmd, 'the final stage has no ENTRYPOINT, so it inherits the base image\'s (node\'s docker-entrypoint.sh); add `ENTRYPOINT ["/app/entrypoint"]`')
+    else:
+        c = eps[-1]
+        if not c.json:
+            bad(c, 'ENTRYPOINT must be exec form `ENTRYPOINT ["/app/entrypoint"]`: shell form makes /bin/sh PID 1 and SIGTERM never reaches entrypoint')
+        elif list(c.value) not in ENTRYPOINTS:
+            bad(c, f'ENTRYPOINT {list(c.value)}: expected ["/app/entrypoint"]; entrypoint is the init, nothing goes in front of it')
+    cmd_lines = [c for c in fc if c.cmd == "CMD"]
+    if not cmd_lines:
+        bad(final.from_cmd, 'the final stage has no CMD; add `CMD ["run"]` (Dev Mode needs a CMD, and the base image\'s would be inherited)')
+    else:
+        c = cmd_lines[-1]
+        if not c.json:
+            bad(c, 'CMD must be exec form `CMD ["run"]`')
+        elif list(c.value) != ["run"]:
+            bad(c, f'CMD {list(c.value)}: expected ["run"] (the arguments to ENTRYPOINT ["/app/entrypoint"])')
 
 
 def user_has_uid_1000(name, stage):

@@ -137,11 +137,7 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
         settings.home.as_deref(),
         datadir::Choice::of(settings),
     )?;
-    let job = crate::meta::Job {
-        state_dir: data.state_dir(),
-        meta_dir: data.meta_dir(),
-        excludes: settings.backup.excludes.clone(),
-    };
+    let job = data.job(&settings.backup.excludes);
     match command {
         Command::Run(_) => unreachable!("handled before the runtime starts"),
         Command::Config => {
@@ -158,7 +154,12 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
             Ok(0)
         }
         Command::Status { json } => {
-            print_status(settings, &data, &job, json)?;
+            let service = if data.meta().run_lock_held() {
+                service_status(settings).await
+            } else {
+                None
+            };
+            print_status(settings, &data, &job, service, json)?;
             Ok(0)
         }
         Command::Backup { force } => {
@@ -176,7 +177,7 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
         }
         Command::Restore { force, version, .. } => {
             let store = open_store(settings, &data).await?;
-            if !force && run::gateway_running(&data) {
+            if !force && data.meta().run_lock_held() {
                 anyhow::bail!(
                     "a gateway is running on {}; stop it first or pass --force",
                     data.state_dir().display()
@@ -283,6 +284,31 @@ fn human_size(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// What the running service's front door says (gateway state, restarts, restore outcome),
+/// asked on loopback with the gateway token; None when there is no front door to ask.
+async fn service_status(settings: &Settings) -> Option<serde_json::Value> {
+    let token = settings.gateway_token.as_ref()?;
+    if !settings.front_door {
+        return None;
+    }
+    let url = format!(
+        "http://127.0.0.1:{}{}",
+        settings.port,
+        crate::frontdoor::STATUS_PATH
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let r = client
+        .get(url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
 async fn open_store(settings: &Settings, data: &DataDir) -> anyhow::Result<Box<dyn store::Store>> {
     store::open(data.store_settings(&settings.backup).as_ref())
         .await?
@@ -295,16 +321,18 @@ fn print_status(
     settings: &Settings,
     data: &DataDir,
     job: &crate::meta::Job,
+    service: Option<serde_json::Value>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let last = backup::last_record(&job.meta_dir);
+    let last = job.meta.record();
     let status = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "data_dir": data,
         "state_dir": data.state_dir(),
-        "gateway_running": run::gateway_running(data),
+        "gateway_running": data.meta().run_lock_held(),
         "settings": settings,
         "last_backup": last,
+        "service": service,
     });
     let text = if json {
         serde_json::to_string_pretty(&status)?

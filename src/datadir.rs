@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::meta::{Job, Meta};
+
 use crate::settings::{BackupSettings, Settings, StoreSettings};
 
 /// The folder of a network-filesystem candidate that backups go to (see the module doc).
@@ -40,8 +42,17 @@ impl DataDir {
         self.root.join(".openclaw")
     }
     /// `<root>/.openclaw-space`: our own bookkeeping, outside the backed-up tree.
-    pub fn meta_dir(&self) -> PathBuf {
-        self.root.join(".openclaw-space")
+    pub fn meta(&self) -> Meta {
+        Meta::new(self.root.join(".openclaw-space"))
+    }
+
+    /// What a backup or restore of this data dir works on.
+    pub fn job(&self, excludes: &[String]) -> Job {
+        Job {
+            state_dir: self.state_dir(),
+            meta: self.meta(),
+            excludes: excludes.to_vec(),
+        }
     }
     /// The store to use: the configured one, else the network candidate's backup folder.
     pub fn store_settings(&self, backup: &BackupSettings) -> Option<StoreSettings> {

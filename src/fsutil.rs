@@ -6,23 +6,52 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
-/// Temp file, fsync, rename: readers see the old or the new content, and the new content
-/// survives a power cut once this returns (the parent dir's entry is not synced: callers
-/// for whom the rename itself must survive call `sync_dir`).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+/// How much a replaced file must survive. Whatever the choice, the write is atomic (a
+/// private temp file, then rename): a reader, or a crash, sees the old content or the new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// No fsync: a power cut may lose the new content (leaving the old one, or none). For
+    /// files that are rebuilt, or informational.
+    Plain,
+    /// The new content is fsynced before the rename: after a power cut the file holds the
+    /// new content, or the old one if the rename itself was lost.
+    Synced,
+    /// `Synced`, and the parent dir too: once the call returns, the new content is the file's.
+    Published,
 }
 
-/// `write_atomic` of a value as JSON.
-pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    write_atomic(path, &serde_json::to_vec(v)?)
+/// Replace `path` with `bytes` (mode 0600) atomically, as durable as asked. The one way this
+/// program replaces a file in place.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A temp file left by a crash keeps its old mode through `open`.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        if durability != Durability::Plain {
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        if durability == Durability::Published {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// fsync a directory: the renames and creations in it survive a power cut.

@@ -1,17 +1,20 @@
 //! `openclaw-space`: PID 1 for the OpenClaw gateway on a Hugging Face Docker Space.
 //!
-//! Module map (dependencies point down):
-//! - `cli` parses arguments and dispatches; `run` orchestrates the service.
-//! - `backup`, `restore`, `supervisor`, `keepalive`, `pairing`: the jobs `run` combines.
-//! - `snapshot`, `archive`, `store`: the mechanisms behind backup and restore; `livedb`: the
-//!   one owner of every access to the state dir's SQLite files (and of its plain opens).
-//! - `openclaw`: everything specific to OpenClaw (config, state layout, child command).
-//! - `datadir`, `settings`: where state lives and what the environment says (`mounts`: is a
-//!   path on a network or FUSE filesystem); `meta`: every
-//!   name in the meta dir (`.openclaw-space/`) and beside the state dir; `fsutil`: atomic
-//!   writes, directory sync, the clock.
-//!
-//! No import cycle between files: `tests/architecture.rs` checks it.
+//! Module map, top to bottom; a module uses only modules below it (`tests/architecture.rs`
+//! fails on any import cycle between files, and on any function over 120 lines):
+//! - `cli`: parses arguments, runs the one-shot commands, hands `run` to the service;
+//! - `run`: the service: data dir -> restore -> config -> supervise, with periodic backups
+//!   and a final one; it owns the one shutdown signal;
+//! - `backup`, `restore`: the engine (its glossary is in `backup`); `supervisor` (a generic
+//!   init), `keepalive`, `pairing`: the service's other jobs;
+//! - `datadir`: where state lives (`mounts`: whether a path is on a network or FUSE
+//!   filesystem); `meta`: the only owner of `.openclaw-space/` (every name
+//!   in it and how durable each file is);
+//! - `store` (one file per backend), `archive` (the archive format), `snapshot` (the state
+//!   dir as a tree, and the fingerprint of the last upload);
+//! - `livedb`: the one owner of every access to the state dir's SQLite files;
+//! - `openclaw`: what is specific to OpenClaw (config, volatile state, the child command);
+//! - `settings`, `logging`, `fsutil`: the environment, logs, atomic writes and the clock.
 //!
 //! The binary (`src/main.rs`) is `cli::main`; the library exists so integration tests can use
 //! the modules directly.
@@ -20,6 +23,7 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod datadir;
+pub mod frontdoor;
 pub mod fsutil;
 pub mod keepalive;
 pub mod livedb;

@@ -47,8 +47,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use tracing::{info, warn};
 
 use crate::archive::{extract, write as awrite, ROOT};
-use crate::fsutil::{self, sync_dir};
-use crate::meta::{self, Job, BLOCKED, FINGERPRINT, SKIPPED, STATE_SHA};
+use crate::fsutil::sync_dir;
+use crate::meta::cache::Install;
+use crate::meta::{self, Job};
 use crate::openclaw::state;
 use crate::snapshot::{self, Fingerprint, Kind};
 use crate::store::{Fetched, Store, StoreError, Version};
@@ -213,9 +214,7 @@ pub async fn restore_latest(job: &Job, store: &dyn Store) -> anyhow::Result<Outc
 /// Restore `pick`. `Pick::Exactly` never falls back; its failure leaves the state on disk and
 /// the upload latch as they were (nothing changed).
 pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Result<Outcome> {
-    fs::create_dir_all(&job.meta_dir)
-        .with_context(|| format!("cannot create {}", job.meta_dir.display()))?;
-    let _lock = meta::lock(&job.meta_dir, "restore").await?;
+    let _lock = job.meta.lock("restore").await?;
     recover(&job.state_dir)?;
     let result = match pick {
         Pick::Newest => Walk::new(job, store).run().await,
@@ -223,10 +222,12 @@ pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Resul
     };
     match (&result, pick) {
         (Ok(_), _) => {
-            let _ = fs::remove_file(job.meta_dir.join(BLOCKED));
+            job.meta.resume_uploads();
         }
         (Err(e), Pick::Newest) => {
-            let _ = fsutil::write_atomic(&job.meta_dir.join(BLOCKED), format!("{e:#}").as_bytes());
+            if let Err(latch) = job.meta.pause_uploads(&format!("{e:#}")) {
+                warn!("cannot pause uploads after the failed restore: {latch:#}");
+            }
         }
         (Err(_), Pick::Exactly(_)) => {}
     }
@@ -244,8 +245,7 @@ fn local_sha(job: &Job) -> Option<String> {
     if !job.state_dir.is_dir() {
         return None;
     }
-    let s = fs::read_to_string(job.meta_dir.join(STATE_SHA)).ok()?;
-    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+    job.meta.state_sha()
 }
 
 /// The newest-first walk over the store's versions (see the module doc).
@@ -272,11 +272,8 @@ struct Memo {
 }
 
 impl Memo {
-    fn load(meta: &Path, local: Option<&str>) -> Memo {
-        let memo: Memo = fs::read(meta.join(SKIPPED))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+    fn load(meta: &meta::Meta, local: Option<&str>) -> Memo {
+        let memo: Memo = meta.skipped().unwrap_or_default();
         if local.is_some_and(|l| l == memo.taken) {
             memo
         } else {
@@ -305,7 +302,7 @@ impl<'a> Walk<'a> {
         Walk {
             job,
             store,
-            known: Memo::load(&job.meta_dir, local.as_deref()),
+            known: Memo::load(&job.meta, local.as_deref()),
             local,
             skipped: Vec::new(),
             tried: HashSet::new(),
@@ -419,7 +416,6 @@ impl<'a> Walk<'a> {
     /// Remember the stable failures of this fallback for as long as the state equals the
     /// version taken (or forget the last one's: nothing was skipped).
     fn finish(self, done: Outcome) -> Result<Outcome> {
-        let path = self.job.meta_dir.join(SKIPPED);
         let taken = match &done {
             Outcome::Restored { sha256, .. } | Outcome::UpToDate { sha256, .. } => sha256,
             _ => return Ok(done),
@@ -431,19 +427,12 @@ impl<'a> Walk<'a> {
             .into_iter()
             .filter(|s| s.sha256.as_ref().is_some_and(|x| shas.contains(x)))
             .collect();
-        if bad.is_empty() {
-            let _ = fs::remove_file(&path);
-        } else {
-            let memo = Memo {
-                taken: taken.clone(),
-                bad,
-            };
-            if let Err(e) = fsutil::write_json(&path, &memo) {
-                warn!(
-                    "cannot record the skipped versions in {}: {e:#}",
-                    path.display()
-                );
-            }
+        let memo = (!bad.is_empty()).then(|| Memo {
+            taken: taken.clone(),
+            bad,
+        });
+        if let Err(e) = self.job.meta.set_skipped(memo.as_ref()) {
+            warn!("cannot record the skipped versions: {e:#}");
         }
         Ok(done)
     }
@@ -507,8 +496,8 @@ async fn restore_exactly(job: &Job, store: &dyn Store, id: &str) -> Result<Outco
 
 /// Fetch and fully check a version (the latest, or `pick`) without changing the state.
 pub async fn verify(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Result<Outcome> {
-    fs::create_dir_all(&job.meta_dir)
-        .with_context(|| format!("cannot create {}", job.meta_dir.display()))?;
+    // One at a time with backups and restores: the download folder is shared.
+    let _lock = job.meta.lock("verify").await?;
     let v = match pick {
         Pick::Exactly(id) => find_version(store, id).await?,
         Pick::Newest => match store.head().await {
@@ -552,7 +541,7 @@ async fn fetch_and_check(
     v: &Version,
     install: bool,
 ) -> Result<Verdict> {
-    let f = match store.fetch(v, &job.meta_dir).await {
+    let f = match store.fetch(v, &job.meta.downloads()?).await {
         Ok(f) => f,
         // The stored pair is unreadable, or the version went away since it was listed.
         Err(StoreError::Corrupt(why) | StoreError::Missing(why)) => {
@@ -703,14 +692,14 @@ fn install_staged(job: &Job, f: &Fetched, mut staged: Staged) -> Result<extract:
     seed_member_cache(job, f, std::mem::take(&mut stats.members));
     // The state now equals this backup: record it, and its fingerprint, so an unchanged state
     // is neither restored again nor re-uploaded.
-    fsutil::write_atomic(&job.meta_dir.join(STATE_SHA), f.actual_sha256.as_bytes())?;
+    job.meta.set_state_sha(&f.actual_sha256)?;
     match fingerprint(job) {
-        Ok(fp) => fp.save(&job.meta_dir.join(FINGERPRINT))?,
+        Ok(fp) => job.meta.set_fingerprint(&fp)?,
         Err(e) => {
             warn!(
                 "cannot fingerprint the restored state ({e:#}); the next backup uploads it again"
             );
-            let _ = fs::remove_file(job.meta_dir.join(FINGERPRINT));
+            job.meta.forget_fingerprint();
         }
     }
     Ok(stats)
@@ -725,7 +714,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
     if members.is_empty() {
         return;
     }
-    let mut index = awrite::Index {
+    let index = awrite::Index {
         format: awrite::format_id(),
         size: f.size,
         members: members
@@ -744,19 +733,7 @@ fn seed_member_cache(job: &Job, f: &Fetched, members: Vec<(u64, u64, u64, String
         prev: None,
         older: Vec::new(),
     };
-    let cache = job.meta_dir.join(meta::CACHE_ARCHIVE);
-    let r = (|| -> Result<()> {
-        // Archive first, index last (the index names the archive's size: a mismatch disables it).
-        let _ = fs::remove_file(job.meta_dir.join(meta::CACHE_INDEX));
-        fs::hard_link(&f.archive, &cache)
-            .or_else(|_| fs::remove_file(&cache).and_then(|()| fs::hard_link(&f.archive, &cache)))
-            .or_else(|_| fs::copy(&f.archive, &cache).map(|_| ()))?;
-        // Reused bytes must survive a power cut as written (cheap when the store synced them).
-        fs::File::open(&cache)?.sync_all()?;
-        index.file = Some(awrite::FileId::of(&cache)?);
-        fsutil::write_json(&job.meta_dir.join(meta::CACHE_INDEX), &index)
-    })();
-    if let Err(e) = r {
+    if let Err(e) = job.meta.keep_as_cache(&f.archive, Install::Link, index) {
         warn!("cannot keep the restored archive as the member cache: {e:#}");
     }
 }

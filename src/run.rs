@@ -2,24 +2,23 @@
 //! backups beside it and a final one after the child stopped.
 
 use std::ffi::OsString;
-use std::fs;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backup;
-use crate::datadir::{self, DataDir};
+use crate::datadir;
+use crate::frontdoor::{self, Door, Phase};
 use crate::keepalive;
 use crate::meta::Job;
 use crate::openclaw;
 use crate::restore;
 use crate::settings::{RestartPolicy, Settings};
 use crate::store::{self, Store};
-use crate::supervisor::{self, Hooks, Policy, Supervisor, EX_CONFIG};
+use crate::supervisor::{self, Ended, Hooks, Policy, Supervisor, Why, EX_CONFIG};
 
 /// Exit code when the entrypoint itself cannot start (bad env, no data dir).
 const EX_STARTUP: i32 = 1;
@@ -91,18 +90,21 @@ async fn service(
         datadir::Choice::of(settings),
     )?;
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
-    fs::create_dir_all(data.meta_dir())?;
-    let _run_lock = lock_run(&data)?;
-
-    let job = Job {
-        state_dir: data.state_dir(),
-        meta_dir: data.meta_dir(),
-        excludes: settings.backup.excludes.clone(),
-    };
+    let job = data.job(&settings.backup.excludes);
+    let _run_lock = job.meta.hold_run_lock(&data.root)?;
+    let door = open_front_door(settings, is_openclaw, &job).await?;
     let store = store::open(data.store_settings(&settings.backup).as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
-        Some(s) => restore_at_start(&job, s.as_ref()).await,
+        Some(s) => {
+            if let Some((d, _)) = &door {
+                d.set_phase(Phase::Restoring { store: s.describe() });
+            }
+            let (outcome, failed) = restore_at_start(&job, s.as_ref()).await;
+            if let Some((d, _)) = &door {
+                d.set_restore(s.describe(), outcome, failed);
+            }
+        }
     }
 
     if is_openclaw {
@@ -110,17 +112,22 @@ async fn service(
         info!("openclaw.json: {written:?}");
     }
 
-    let shutdown = CancellationToken::new();
+    // The service's one shutdown signal, passed down (mini-redis): cancelled here on the
+    // first stop signal, or once the child is done for good; every task ends on it. The
+    // supervisor only reads it.
+    let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(cancel_when(sup.stop_signal(), stop.clone()));
     if let Some(ka) = settings.keepalive.clone() {
-        tasks.spawn(keepalive::run(ka, shutdown.clone()));
+        tasks.spawn(keepalive::run(ka, stop.clone()));
     }
     if let (true, true, Some(token)) = (
         is_openclaw,
         settings.auto_pair,
         settings.gateway_token.clone(),
     ) {
-        tasks.spawn(crate::pairing::run(settings.port, token, shutdown.clone()));
+        let port = settings.gateway_listen_port();
+        tasks.spawn(crate::pairing::run(port, token, stop.clone()));
     }
     let spec = openclaw::child_spec(cmd.clone(), &data.root);
     let restart = settings.restart.unwrap_or(if cmd.is_none() {
@@ -139,63 +146,134 @@ async fn service(
         state_dir: job.state_dir.clone(),
         settings,
         retried: !is_openclaw,
+        door: door.as_ref().map(|(d, _)| d.clone()),
     };
-    let code = match &store {
-        None => sup.run(spec, policy, &mut hooks, shutdown.clone()).await,
+    let ended = match &store {
+        None => sup.run(spec, policy, &mut hooks, &stop).await,
         Some(store) => {
-            let loop_done = shutdown.child_token();
-            let (code, ()) = tokio::join!(
+            let (ended, ()) = tokio::join!(
                 async {
-                    let c = sup.run(spec, policy, &mut hooks, shutdown.clone()).await;
-                    loop_done.cancel();
-                    c
+                    let ended = sup.run(spec, policy, &mut hooks, &stop).await;
+                    stop.cancel();
+                    ended
                 },
-                backup_loop(
-                    &job,
-                    store.as_ref(),
-                    settings.backup.interval,
-                    loop_done.clone()
-                ),
+                backup_loop(&job, store.as_ref(), settings.backup.interval, &stop),
             );
-            final_backup(
-                &job,
-                store.as_ref(),
-                settings.backup.final_deadline,
-                sup.second_signal(),
-            )
-            .await;
-            code
+            let (deadline, abort) = (settings.backup.final_deadline, sup.second_stop_signal());
+            final_backup(&job, store.as_ref(), deadline, abort).await;
+            ended
         }
     };
-    shutdown.cancel();
+    if let Some((d, _)) = &door {
+        // The port stays up through the final backup, saying why the gateway is gone (unless
+        // a hook said it better).
+        if !matches!(d.phase(), Phase::Stopped { .. }) {
+            d.set_phase(Phase::Stopped {
+                why: stopped_because(ended),
+            });
+        }
+    }
+    stop.cancel();
     tasks.shutdown().await;
-    info!(code, "exiting");
-    Ok(code)
+    if let Some((_, closed)) = door {
+        closed.cancel();
+    }
+    info!(code = ended.code, "exiting ({:?})", ended.why);
+    Ok(ended.code)
+}
+
+/// Why the gateway is gone, for the status page.
+fn stopped_because(ended: Ended) -> String {
+    match ended.why {
+        Why::Signal(_) | Why::Stopped => "the Space is stopping (a final backup runs first)".into(),
+        Why::Exited => format!(
+            "the gateway exited with code {} and the restart policy says not to start it again; \
+             the logs say why. Restart the Space",
+            ended.code
+        ),
+        Why::CannotStart => {
+            "the gateway could not be started (is openclaw installed?); the logs say why".into()
+        }
+    }
+}
+
+/// Cancel `token` once `event` happened.
+async fn cancel_when(event: impl std::future::Future<Output = ()>, token: CancellationToken) {
+    event.await;
+    token.cancel();
 }
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
 /// and `backup` refuses to upload until a restore succeeds or a backup is forced.
-async fn restore_at_start(job: &Job, store: &dyn Store) {
+/// Returns what happened in one line without secrets (for the front door's status), and
+/// whether it failed.
+async fn restore_at_start(job: &Job, store: &dyn Store) -> (String, bool) {
     let t = Instant::now();
     match restore::restore_latest(job, store).await {
-        Ok(restore::Outcome::NoBackup) => info!("no backup in {}: fresh start", store.describe()),
+        Ok(restore::Outcome::NoBackup) => {
+            info!("no backup in {}: fresh start", store.describe());
+            ("no backup yet: fresh start".into(), false)
+        }
         // A fallback was already said in one warning line by the restore itself.
-        Ok(outcome) if !outcome.skipped().is_empty() => {}
-        Ok(outcome) => info!(
-            ms = t.elapsed().as_millis() as u64,
-            "restore from {}: {outcome}",
-            store.describe()
-        ),
-        Err(e) => error!(
-            "RESTORE FAILED from {}: {e:#}. Keeping the state on disk and starting anyway; \
-             backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
-            store.describe()
-        ),
+        Ok(outcome) if !outcome.skipped().is_empty() => (outcome.to_string(), false),
+        Ok(outcome) => {
+            info!(
+                ms = t.elapsed().as_millis() as u64,
+                "restore from {}: {outcome}",
+                store.describe()
+            );
+            (outcome.to_string(), false)
+        }
+        Err(e) => {
+            error!(
+                "RESTORE FAILED from {}: {e:#}. Keeping the state on disk and starting anyway; \
+                 backups stay paused until a restore succeeds (or run `entrypoint backup --force`)",
+                store.describe()
+            );
+            let what = "restore failed: the state on disk is kept and uploads are paused until a \
+                        restore succeeds or `entrypoint backup --force` is run";
+            (what.into(), true)
+        }
     }
 }
 
+/// With `ENTRYPOINT_FRONT_DOOR` and the gateway as the child: listen on `$PORT` now (the
+/// status page answers from the first second) and serve until the returned token is cancelled.
+async fn open_front_door(
+    settings: &Settings,
+    is_openclaw: bool,
+    job: &Job,
+) -> anyhow::Result<Option<(Arc<Door>, CancellationToken)>> {
+    if !(settings.front_door && is_openclaw) {
+        return Ok(None);
+    }
+    if settings.gateway_port == settings.port {
+        anyhow::bail!(
+            "ENTRYPOINT_GATEWAY_PORT: {} is PORT too; the gateway needs a port of its own behind the front door",
+            settings.port
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("PORT: cannot listen on {}: {e}", settings.port))?;
+    let door = Arc::new(Door::new(
+        settings.gateway_port,
+        settings.trusted_proxies.clone(),
+        (settings.hf_framing && settings.space_host.is_some()).then(|| settings.hub_origin.clone()),
+        settings.gateway_token.clone(),
+        job.meta.clone(),
+    ));
+    let closed = CancellationToken::new();
+    tokio::spawn(frontdoor::serve(listener, door.clone(), closed.clone()));
+    info!(
+        "front door on port {}; the gateway on 127.0.0.1:{}",
+        settings.port, settings.gateway_port
+    );
+    Ok(Some((door, closed)))
+}
+
 /// Periodic backups with jitter until `done`.
-async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: CancellationToken) {
+async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: &CancellationToken) {
     loop {
         let jitter = interval.mul_f64(rand::rng().random_range(0.0..0.1));
         tokio::select! {
@@ -213,14 +291,19 @@ async fn backup_loop(job: &Job, store: &dyn Store, interval: Duration, done: Can
 
 /// After the child stopped (its state consistent, its lease released): one last backup,
 /// bounded by `deadline` and cut short by a second stop signal.
-async fn final_backup(job: &Job, store: &dyn Store, deadline: Duration, abort: CancellationToken) {
+async fn final_backup(
+    job: &Job,
+    store: &dyn Store,
+    deadline: Duration,
+    abort: impl std::future::Future<Output = ()>,
+) {
     tokio::select! {
         r = tokio::time::timeout(deadline, backup::backup_once(job, store, false)) => match r {
             Ok(Ok(o)) => info!("final backup: {o:?}"),
             Ok(Err(e)) => warn!("final backup failed: {e:#}"),
             Err(_) => warn!("final backup did not finish within {deadline:?} (ENTRYPOINT_BACKUP_DEADLINE); the previous backup stays the latest"),
         },
-        _ = abort.cancelled() => warn!("final backup aborted by a second stop signal"),
+        () = abort => warn!("final backup aborted by a second stop signal"),
     }
 }
 
@@ -229,12 +312,29 @@ struct ConfigRecovery<'a> {
     state_dir: std::path::PathBuf,
     settings: &'a Settings,
     retried: bool,
+    /// Told when a gateway starts (its status page says "starting" until it answers).
+    door: Option<Arc<Door>>,
 }
 
 impl Hooks for ConfigRecovery<'_> {
+    fn on_spawn(&mut self, _pid: i32) {
+        if let Some(d) = &self.door {
+            d.set_phase(Phase::Starting {
+                since: Instant::now(),
+            });
+        }
+    }
+
     fn on_config_error(&mut self) -> bool {
         if self.retried {
             error!("the gateway rejected its config again (exit {EX_CONFIG}); not restarting. Fix openclaw.json or OPENCLAW_CONFIG_PATCH");
+            if let Some(d) = &self.door {
+                d.set_phase(Phase::Stopped {
+                    why: "the gateway rejected its configuration. Fix OPENCLAW_CONFIG_PATCH (or \
+                          openclaw.json in the data dir) and restart the Space; the logs name the key"
+                        .into(),
+                });
+            }
             return false;
         }
         self.retried = true;
@@ -249,31 +349,6 @@ impl Hooks for ConfigRecovery<'_> {
             }
         }
     }
-}
-
-/// Held for the life of `run`, so `restore` can tell that a gateway is using the state dir.
-fn lock_run(data: &DataDir) -> anyhow::Result<Flock<fs::File>> {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "another entrypoint is already running on {} ({e}); stop it first",
-            data.root.display()
-        )
-    })
-}
-
-/// True when a `run` holds the lock on this data dir.
-pub fn gateway_running(data: &DataDir) -> bool {
-    let path = data.meta_dir().join(crate::meta::RUN_LOCK);
-    let Ok(file) = fs::OpenOptions::new().write(true).open(Path::new(&path)) else {
-        return false;
-    };
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
 }
 
 /// An error chain as one line, with any secret value scrubbed.

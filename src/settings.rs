@@ -85,6 +85,31 @@ pub struct Cidr {
     pub prefix: u8,
 }
 
+impl Cidr {
+    /// True when `ip` is in this range (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -208,11 +233,30 @@ pub struct Settings {
     pub keepalive: Option<KeepaliveSettings>,
     /// Approve pending Control-UI pairing requests that passed token auth (see README).
     pub auto_pair: bool,
+    /// `ENTRYPOINT_FRONT_DOOR`: listen on `port` ourselves (status page, proxy) and run the
+    /// gateway on loopback at `gateway_port` (`ENTRYPOINT_GATEWAY_PORT`, default 18789).
+    pub front_door: bool,
+    pub gateway_port: u16,
+    /// `ENTRYPOINT_HF_FRAMING` (default on): with the front door on a Space, let the Hub's
+    /// origin (`hub_origin`) frame the app.
+    pub hf_framing: bool,
+    /// The origin of `HF_ENDPOINT` (default `https://huggingface.co`): where the Space page
+    /// that frames the app is served from.
+    pub hub_origin: String,
 }
 
 pub const DEFAULT_MODEL: &str = "huggingface/deepseek-ai/DeepSeek-R1";
 
 impl Settings {
+    /// The port the gateway listens on: behind the front door, its own loopback port.
+    pub fn gateway_listen_port(&self) -> u16 {
+        if self.front_door {
+            self.gateway_port
+        } else {
+            self.port
+        }
+    }
+
     /// The model to configure when the config has none.
     pub fn default_model(&self) -> &str {
         self.model_from_env.as_deref().unwrap_or(DEFAULT_MODEL)
@@ -356,222 +400,44 @@ fn list(v: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Settings {
+    /// Read every setting from the environment (and the CLI's overrides); the first bad one
+    /// is the error, naming its variable and what to write instead.
     pub fn load(env: &Env, cli: &Overrides) -> Result<Settings, SettingError> {
-        let port = match env.get("PORT") {
-            None => 7860,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                bad(
-                    "PORT",
-                    format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
-                )
-            })?,
-        };
-
         let space_host = env.get("SPACE_HOST").map(|h| {
             h.trim_start_matches("https://")
                 .trim_end_matches('/')
                 .to_string()
         });
-
-        let mut extra_origins = Vec::new();
-        for o in list(env.get("OPENCLAW_ALLOWED_ORIGINS").unwrap_or("")) {
-            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
-                return Err(bad(
-                    "OPENCLAW_ALLOWED_ORIGINS",
-                    format!("'{o}' is not an origin; write scheme://host[:port], e.g. https://example.com"),
-                ));
-            }
-            extra_origins.push(o.to_string());
-        }
-
-        // On a Space the HF proxy reaches us from 10.x; locally nothing is trusted by default.
-        let proxies_default = if space_host.is_some() {
-            "10.0.0.0/8"
-        } else {
-            ""
-        };
-        let trusted_proxies = match env.0.get("OPENCLAW_TRUSTED_PROXIES") {
-            Some(v) => v.as_str(),
-            None => proxies_default,
-        };
-        let trusted_proxies = list(trusted_proxies)
-            .map(|c| {
-                c.parse::<Cidr>()
-                    .map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let config_patch = match env.get("OPENCLAW_CONFIG_PATCH") {
-            None => None,
-            Some(p) => {
-                let v: serde_json::Value = serde_json::from_str(p).map_err(|e| {
-                    bad(
-                        "OPENCLAW_CONFIG_PATCH",
-                        format!(
-                            "not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"
-                        ),
-                    )
-                })?;
-                if !v.is_object() {
-                    return Err(bad(
-                        "OPENCLAW_CONFIG_PATCH",
-                        "must be a JSON object (an RFC 7396 merge patch)",
-                    ));
-                }
-                Some(v)
-            }
-        };
-
-        let restart = match cli.restart {
-            Some(r) => Some(r),
-            None => match env.get("ENTRYPOINT_RESTART") {
-                None => None,
-                Some(v) => Some(
-                    <RestartPolicy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                        bad(
-                            "ENTRYPOINT_RESTART",
-                            format!("'{v}' is not a policy; use always, on-failure or never"),
-                        )
-                    })?,
-                ),
-            },
-        };
-        let stop_timeout = match cli.stop_timeout {
-            Some(d) => d,
-            None => env.duration("ENTRYPOINT_STOP_TIMEOUT", Duration::from_secs(15))?,
-        };
-        let log_format = match cli.log_format {
-            Some(f) => f,
-            None => match env.get("ENTRYPOINT_LOG_FORMAT") {
-                None => LogFormat::Human,
-                Some(v) => <LogFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
-                    bad(
-                        "ENTRYPOINT_LOG_FORMAT",
-                        format!("'{v}' is not a format; use human or json"),
-                    )
-                })?,
-            },
-        };
-
-        let keep = backup_keep(env)?;
         let hf_token = env.get("HF_TOKEN").map(Secret::new);
-        let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
-        let store = match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "ENTRYPOINT_BACKUP_DIR",
-                    "set either HF_DATASET or ENTRYPOINT_BACKUP_DIR, not both",
-                ))
-            }
-            (Some(ds), None) => {
-                let valid = ds
-                    .split_once('/')
-                    .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
-                if !valid {
-                    return Err(bad(
-                        "HF_DATASET",
-                        format!("'{ds}' is not a dataset id; write owner/name, e.g. alice/openclaw-backup"),
-                    ));
-                }
-                let squash_every = match env.get("ENTRYPOINT_HF_SQUASH_EVERY") {
-                    None => 24,
-                    Some(v) => v.parse().map_err(|_| {
-                        bad("ENTRYPOINT_HF_SQUASH_EVERY", format!("'{v}' is not a count; use a whole number of uploads (0 = never squash)"))
-                    })?,
-                };
-                Some(StoreSettings::Hf(HfSettings {
-                    dataset: ds.to_string(),
-                    token: hf_token.clone(),
-                    endpoint: env
-                        .get("HF_ENDPOINT")
-                        .map(|e| e.trim_end_matches('/').to_string()),
-                    allow_public,
-                    squash_every,
-                    timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
-                }))
-            }
-            (None, Some(dir)) => Some(StoreSettings::Dir {
-                path: PathBuf::from(dir),
-                keep,
-            }),
-            (None, None) => None,
-        };
-
-        let interval = env.duration("ENTRYPOINT_BACKUP_INTERVAL", Duration::from_secs(300))?;
-        if interval < Duration::from_secs(1) {
-            return Err(bad("ENTRYPOINT_BACKUP_INTERVAL", "must be at least 1s"));
-        }
-        let backup = BackupSettings {
-            store,
-            keep,
-            interval,
-            excludes: list(env.get("ENTRYPOINT_BACKUP_EXCLUDE").unwrap_or(""))
-                .map(String::from)
-                .collect(),
-            final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(12))?,
-        };
-        for g in &backup.excludes {
-            globset::Glob::new(g)
-                .map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
-        }
-
-        let keepalive = match env.flag("ENTRYPOINT_KEEPALIVE")? {
-            Some(true) => {
-                let url = match (env.get("ENTRYPOINT_KEEPALIVE_URL"), &space_host) {
-                    (Some(u), _) => u.to_string(),
-                    (None, Some(h)) => format!("https://{h}/healthz"),
-                    (None, None) => {
-                        return Err(bad(
-                            "ENTRYPOINT_KEEPALIVE_URL",
-                            "keep-alive is on but there is no URL to ping; set ENTRYPOINT_KEEPALIVE_URL (SPACE_HOST is not set)",
-                        ))
-                    }
-                };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad(
-                        "ENTRYPOINT_KEEPALIVE_URL",
-                        format!("'{url}' is not an http(s) URL"),
-                    ));
-                }
-                // Never send the token to a third-party monitor URL.
-                let own_host = space_host.as_ref().is_some_and(|h| {
-                    url.strip_prefix("https://")
-                        .and_then(|rest| rest.split(['/', '?', '#']).next())
-                        .is_some_and(|host| host.eq_ignore_ascii_case(h))
-                });
-                Some(KeepaliveSettings {
-                    token: if own_host { hf_token.clone() } else { None },
-                    url,
-                    interval: env.duration(
-                        "ENTRYPOINT_KEEPALIVE_INTERVAL",
-                        Duration::from_secs(6 * 3600),
-                    )?,
-                })
-            }
-            _ => None,
-        };
-
+        // Fields in the order the variables are checked (the first bad one is the error).
         Ok(Settings {
             gateway_token: env.get("OPENCLAW_GATEWAY_TOKEN").map(Secret::new),
-            hf_token,
             model_from_env: env.get("OPENCLAW_HF_DEFAULT_MODEL").map(String::from),
-            port,
-            space_host,
-            extra_origins,
-            trusted_proxies,
-            config_patch,
-            restart,
-            stop_timeout,
-            log_format,
+            port: port(env)?,
+            extra_origins: origins(env)?,
+            trusted_proxies: trusted_proxies(env, space_host.is_some())?,
+            config_patch: config_patch(env)?,
+            restart: restart(env, cli)?,
+            stop_timeout: match cli.stop_timeout {
+                Some(d) => d,
+                None => env.duration("ENTRYPOINT_STOP_TIMEOUT", Duration::from_secs(15))?,
+            },
+            log_format: log_format(env, cli)?,
             log_filter: env.get("ENTRYPOINT_LOG").unwrap_or("info").to_string(),
             data_dir_candidate: PathBuf::from(env.get("ENTRYPOINT_DATA_DIR").unwrap_or("/data")),
             home: env.get("HOME").map(PathBuf::from),
             live_state_on_network_fs: env
                 .flag("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS")?
                 .unwrap_or(false),
-            backup,
-            keepalive,
+            backup: backup(env, hf_token.as_ref())?,
+            keepalive: keepalive(env, space_host.as_deref(), hf_token.as_ref())?,
             auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
+            front_door: env.flag("ENTRYPOINT_FRONT_DOOR")?.unwrap_or(true),
+            gateway_port: gateway_port(env)?,
+            hf_framing: env.flag("ENTRYPOINT_HF_FRAMING")?.unwrap_or(true),
+            hub_origin: hub_origin(env)?,
+            space_host,
+            hf_token,
         })
     }
 
@@ -583,6 +449,259 @@ impl Settings {
             .map(Secret::expose)
             .collect()
     }
+}
+
+fn port(env: &Env) -> Result<u16, SettingError> {
+    Ok(match env.get("PORT") {
+        None => 7860,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            bad(
+                "PORT",
+                format!("'{p}' is not a TCP port; use 1..65535 (Spaces expect 7860)"),
+            )
+        })?,
+    })
+}
+
+/// `scheme://host[:port]` of `HF_ENDPOINT`.
+fn hub_origin(env: &Env) -> Result<String, SettingError> {
+    let Some(e) = env.get("HF_ENDPOINT") else {
+        return Ok("https://huggingface.co".into());
+    };
+    let rest = e
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| e.strip_prefix("http://").map(|r| ("http", r)));
+    let Some((scheme, rest)) = rest else {
+        return Err(bad(
+            "HF_ENDPOINT",
+            format!("'{e}' is not an http(s) URL; e.g. https://huggingface.co"),
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(bad("HF_ENDPOINT", format!("'{e}' has no host")));
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+fn gateway_port(env: &Env) -> Result<u16, SettingError> {
+    Ok(match env.get("ENTRYPOINT_GATEWAY_PORT") {
+        None => 18789,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            bad(
+                "ENTRYPOINT_GATEWAY_PORT",
+                format!("'{p}' is not a TCP port; use 1..65535, not PORT's"),
+            )
+        })?,
+    })
+}
+
+fn origins(env: &Env) -> Result<Vec<String>, SettingError> {
+    let mut extra_origins = Vec::new();
+    for o in list(env.get("OPENCLAW_ALLOWED_ORIGINS").unwrap_or("")) {
+        if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+            return Err(bad(
+                "OPENCLAW_ALLOWED_ORIGINS",
+                format!(
+                    "'{o}' is not an origin; write scheme://host[:port], e.g. https://example.com"
+                ),
+            ));
+        }
+        extra_origins.push(o.to_string());
+    }
+    Ok(extra_origins)
+}
+
+fn trusted_proxies(env: &Env, on_a_space: bool) -> Result<Vec<Cidr>, SettingError> {
+    // On a Space the HF proxy reaches us from 10.x; locally nothing is trusted by default.
+    let default = if on_a_space { "10.0.0.0/8" } else { "" };
+    let v = match env.0.get("OPENCLAW_TRUSTED_PROXIES") {
+        Some(v) => v.as_str(),
+        None => default,
+    };
+    list(v)
+        .map(|c| {
+            c.parse::<Cidr>()
+                .map_err(|e| bad("OPENCLAW_TRUSTED_PROXIES", e))
+        })
+        .collect()
+}
+
+fn config_patch(env: &Env) -> Result<Option<serde_json::Value>, SettingError> {
+    let Some(p) = env.get("OPENCLAW_CONFIG_PATCH") else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(p).map_err(|e| {
+        bad(
+            "OPENCLAW_CONFIG_PATCH",
+            format!("not valid JSON ({e}); give a JSON object, e.g. {{\"models\":{{...}}}}"),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(bad(
+            "OPENCLAW_CONFIG_PATCH",
+            "must be a JSON object (an RFC 7396 merge patch)",
+        ));
+    }
+    Ok(Some(v))
+}
+
+fn restart(env: &Env, cli: &Overrides) -> Result<Option<RestartPolicy>, SettingError> {
+    if let Some(r) = cli.restart {
+        return Ok(Some(r));
+    }
+    let Some(v) = env.get("ENTRYPOINT_RESTART") else {
+        return Ok(None);
+    };
+    <RestartPolicy as clap::ValueEnum>::from_str(v, true)
+        .map(Some)
+        .map_err(|_| {
+            bad(
+                "ENTRYPOINT_RESTART",
+                format!("'{v}' is not a policy; use always, on-failure or never"),
+            )
+        })
+}
+
+fn log_format(env: &Env, cli: &Overrides) -> Result<LogFormat, SettingError> {
+    if let Some(f) = cli.log_format {
+        return Ok(f);
+    }
+    let Some(v) = env.get("ENTRYPOINT_LOG_FORMAT") else {
+        return Ok(LogFormat::Human);
+    };
+    <LogFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+        bad(
+            "ENTRYPOINT_LOG_FORMAT",
+            format!("'{v}' is not a format; use human or json"),
+        )
+    })
+}
+
+fn backup(env: &Env, hf_token: Option<&Secret>) -> Result<BackupSettings, SettingError> {
+    let store = store(env, hf_token)?;
+    let interval = env.duration("ENTRYPOINT_BACKUP_INTERVAL", Duration::from_secs(300))?;
+    if interval < Duration::from_secs(1) {
+        return Err(bad("ENTRYPOINT_BACKUP_INTERVAL", "must be at least 1s"));
+    }
+    let excludes: Vec<String> = list(env.get("ENTRYPOINT_BACKUP_EXCLUDE").unwrap_or(""))
+        .map(String::from)
+        .collect();
+    for g in &excludes {
+        globset::Glob::new(g)
+            .map_err(|e| bad("ENTRYPOINT_BACKUP_EXCLUDE", format!("'{g}': {e}")))?;
+    }
+    Ok(BackupSettings {
+        store,
+        keep: backup_keep(env)?,
+        interval,
+        excludes,
+        final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(12))?,
+    })
+}
+
+/// Which store backups go to: `HF_DATASET` or `ENTRYPOINT_BACKUP_DIR` (not both), or none.
+fn store(env: &Env, hf_token: Option<&Secret>) -> Result<Option<StoreSettings>, SettingError> {
+    let keep = backup_keep(env)?;
+    let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
+    Ok(
+        match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "ENTRYPOINT_BACKUP_DIR",
+                    "set either HF_DATASET or ENTRYPOINT_BACKUP_DIR, not both",
+                ))
+            }
+            (Some(ds), None) => Some(StoreSettings::Hf(hf_store(
+                env,
+                ds,
+                hf_token,
+                allow_public,
+            )?)),
+            (None, Some(dir)) => Some(StoreSettings::Dir {
+                path: PathBuf::from(dir),
+                keep,
+            }),
+            (None, None) => None,
+        },
+    )
+}
+
+fn hf_store(
+    env: &Env,
+    ds: &str,
+    token: Option<&Secret>,
+    allow_public: bool,
+) -> Result<HfSettings, SettingError> {
+    let valid = ds
+        .split_once('/')
+        .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
+    if !valid {
+        return Err(bad(
+            "HF_DATASET",
+            format!("'{ds}' is not a dataset id; write owner/name, e.g. alice/openclaw-backup"),
+        ));
+    }
+    let squash_every = match env.get("ENTRYPOINT_HF_SQUASH_EVERY") {
+        None => 24,
+        Some(v) => v.parse().map_err(|_| {
+            bad(
+                "ENTRYPOINT_HF_SQUASH_EVERY",
+                format!("'{v}' is not a count; use a whole number of uploads (0 = never squash)"),
+            )
+        })?,
+    };
+    Ok(HfSettings {
+        dataset: ds.to_string(),
+        token: token.cloned(),
+        endpoint: env
+            .get("HF_ENDPOINT")
+            .map(|e| e.trim_end_matches('/').to_string()),
+        allow_public,
+        squash_every,
+        timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
+    })
+}
+
+fn keepalive(
+    env: &Env,
+    space_host: Option<&str>,
+    hf_token: Option<&Secret>,
+) -> Result<Option<KeepaliveSettings>, SettingError> {
+    if env.flag("ENTRYPOINT_KEEPALIVE")? != Some(true) {
+        return Ok(None);
+    }
+    let url = match (env.get("ENTRYPOINT_KEEPALIVE_URL"), space_host) {
+        (Some(u), _) => u.to_string(),
+        (None, Some(h)) => format!("https://{h}/healthz"),
+        (None, None) => {
+            return Err(bad(
+                "ENTRYPOINT_KEEPALIVE_URL",
+                "keep-alive is on but there is no URL to ping; set ENTRYPOINT_KEEPALIVE_URL (SPACE_HOST is not set)",
+            ))
+        }
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad(
+            "ENTRYPOINT_KEEPALIVE_URL",
+            format!("'{url}' is not an http(s) URL"),
+        ));
+    }
+    // Never send the token to a third-party monitor URL.
+    let own_host = space_host.is_some_and(|h| {
+        url.strip_prefix("https://")
+            .and_then(|rest| rest.split(['/', '?', '#']).next())
+            .is_some_and(|host| host.eq_ignore_ascii_case(h))
+    });
+    Ok(Some(KeepaliveSettings {
+        token: if own_host { hf_token.cloned() } else { None },
+        url,
+        interval: env.duration(
+            "ENTRYPOINT_KEEPALIVE_INTERVAL",
+            Duration::from_secs(6 * 3600),
+        )?,
+    }))
 }
 
 #[cfg(test)]

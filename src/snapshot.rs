@@ -101,6 +101,13 @@ pub struct Tree {
     pub scan_start_ns: i64,
 }
 
+impl Tree {
+    /// The entries that are SQLite databases.
+    pub fn databases(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.kind == Kind::Sqlite)
+    }
+}
+
 /// The globs to leave out: OpenClaw's volatile paths plus the user's.
 pub fn excludes(user: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
@@ -420,23 +427,13 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// The fingerprint saved at `path`; None when there is none or it can't be used (see
-    /// `codec`: the next backup then uploads).
-    pub fn load(path: &Path) -> Option<Fingerprint> {
-        let bytes = fs::read(path).ok()?;
-        let fp = codec::decode(&bytes);
-        if fp.is_none() {
-            tracing::warn!(
-                "ignoring the unreadable fingerprint {}; the next backup uploads",
-                path.display()
-            );
-        }
-        fp
+    /// Read the binary form (`codec`); None when it is not one this version reads.
+    pub fn decode(bytes: &[u8]) -> Option<Fingerprint> {
+        codec::decode(bytes)
     }
 
-    /// Save atomically (temp, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fsutil::write_atomic(path, &codec::encode(self))
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
     }
 
     pub fn by_path(&self) -> HashMap<&[u8], &Entry> {

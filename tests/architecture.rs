@@ -1,6 +1,7 @@
 //! Dependencies point one way: no import cycle between the files of `src/` (a module and its
 //! own descendants may refer to each other). Edges are the `crate::` paths each file names
-//! (in `use` lines and inline), outside its `#[cfg(test)] mod tests`.
+//! (in `use` lines and inline), outside its `#[cfg(test)] mod tests`. And no function in
+//! `src/` is longer than `MAX_FN_LINES` (a newcomer reads each in one screenful or two).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -125,4 +126,89 @@ fn the_cycle_check_finds_a_cycle() {
     .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
     .collect();
     assert_eq!(cycles(&g), ["a -> b", "b -> c", "c -> a"]);
+}
+
+/// The longest a function in `src/` may be, from its `fn` line to its closing brace.
+const MAX_FN_LINES: usize = 120;
+
+/// `(line, name, length)` of every function with a body in `text` (rustfmt'd code: a body
+/// ends at the first line that is its `fn` line's indent plus `}`).
+fn functions(text: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        let mut words = body.split_whitespace().peekable();
+        while words
+            .peek()
+            .is_some_and(|w| w.starts_with("pub") || ["async", "unsafe", "const"].contains(w))
+        {
+            words.next();
+        }
+        if words.next() != Some("fn") {
+            continue;
+        }
+        let name: String = words
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The signature ends at the body's `{`, or at `;` for a declaration (a trait's).
+        let Some(open) = lines[i..]
+            .iter()
+            .position(|l| l.contains('{') || l.trim_end().ends_with(';'))
+        else {
+            continue;
+        };
+        let sig_end = lines[i + open].trim_end();
+        if !sig_end.contains('{') {
+            continue;
+        }
+        if sig_end.ends_with('}') {
+            out.push((i + 1, name, open + 1)); // a body on one line
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        if let Some(end) = lines[i..].iter().position(|l| l.trim_end() == close) {
+            out.push((i + 1, name, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_in_src_is_longer_than_the_limit() {
+    let mut mods = BTreeMap::new();
+    modules(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        "",
+        &mut mods,
+    );
+    let mut long = Vec::new();
+    let mut counted = 0;
+    for (m, text) in &mods {
+        for (line, name, len) in functions(text) {
+            counted += 1;
+            if len > MAX_FN_LINES {
+                long.push(format!("{m}:{line} {name} ({len} lines)"));
+            }
+        }
+    }
+    assert!(counted > 300, "the parser found only {counted} functions");
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines (split them into named steps): {long:#?}"
+    );
+}
+
+#[test]
+fn the_length_check_measures_a_function() {
+    let text = "impl X {\n    pub async fn long(\n        a: u8,\n    ) -> u8 {\n        let b = a;\n        b\n    }\n\n    fn decl(&self);\n    fn one() {}\n}\n";
+    let fns = functions(text);
+    assert_eq!(
+        fns,
+        vec![(2, "long".to_string(), 6), (10, "one".to_string(), 1)]
+    );
 }

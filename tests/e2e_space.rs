@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 use support::pid1::wait_for;
 
 const HOST: &str = "space.test";
+/// Stands in for huggingface.co: its page frames the Space (the App tab); `HF_ENDPOINT`.
+const HUB: &str = "hub.test";
 const PROXY_IP: &str = "192.168.77.1";
 const SPACE_IP: &str = "10.77.0.2";
 const PORT: u16 = 7860;
@@ -196,7 +198,9 @@ impl World {
             .expect("nginx template")
             .replace("@DIR@", &dir.display().to_string())
             .replace("@LISTEN@", &format!("{PROXY_IP}:80"))
-            .replace("@UPSTREAM@", &format!("{SPACE_IP}:{PORT}"));
+            .replace("@UPSTREAM@", &format!("{SPACE_IP}:{PORT}"))
+            .replace("@HUB@", HUB)
+            .replace("@SPACE@", HOST);
         fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
         let child = self
             .in_ns("proxy", "nginx")
@@ -244,6 +248,8 @@ impl World {
             .env("MINIMAX_API_KEY", "mk-e2e-fake-key")
             .env("PORT", PORT.to_string())
             .env("SPACE_HOST", HOST)
+            // The Hub whose Space page may frame the app (https://huggingface.co on HF).
+            .env("HF_ENDPOINT", format!("http://{HUB}"))
             // HF is https://$SPACE_HOST (allowed by default); this proxy is plain http.
             .env("OPENCLAW_ALLOWED_ORIGINS", format!("http://{HOST}"))
             .env("OPENCLAW_CONFIG_PATCH", patch.to_string());
@@ -517,6 +523,24 @@ fn space_end_to_end() {
         w.curl_status("client", &format!("http://{PROXY_IP}/"), &ws),
         "101",
         "control: through the trusted proxy"
+    );
+
+    // 3b. The Space page's App tab: the app inside an iframe of the Hub's page (another
+    //     origin) reaches Connected and a chat reply there; the front door let only the Hub
+    //     frame it.
+    let framed = format!("framed {}", std::process::id());
+    let (ok, lines) = w.browser(
+        "iframe",
+        "carol",
+        Some(&w.token.clone()),
+        json!({"expect": "connected", "message": framed, "reply": REPLY,
+               "url": format!("http://{HUB}/"), "embedded": true, "hub": HUB}),
+    );
+    assert!(
+        ok,
+        "the app framed by the Hub's page did not reach Connected + reply: {:?}; see {}",
+        lines.last(),
+        w.artifacts.display()
     );
 
     // 4. Restart the Space: SIGTERM (final backup), wipe the data dir, start again (restore).

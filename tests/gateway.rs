@@ -184,15 +184,17 @@ fn http_status(port: u16, path: &str, bearer: Option<&str>) -> Option<u16> {
     req.send().ok().map(|r| r.status().as_u16())
 }
 
-/// Poll `/healthz` until 200, failing with the output if the process dies or time runs out.
+/// Poll the gateway's `/readyz` through the front door until 200 (the door's own `/healthz`
+/// answers from the first second, and its status page stands in for `/readyz` until the
+/// gateway answers), failing with the output if the process dies or time runs out.
 fn wait_healthy(r: &mut Running, limit: Duration) -> Duration {
     let start = Instant::now();
-    wait_for(limit, "/healthz 200", || {
+    wait_for(limit, "the gateway's /readyz 200", || {
         assert!(
             r.alive(),
             "entrypoint exited before the gateway was healthy"
         );
-        (http_status(r.port, "/healthz", None) == Some(200)).then_some(())
+        (http_status(r.port, "/readyz", None) == Some(200)).then_some(())
     });
     start.elapsed()
 }
@@ -341,4 +343,135 @@ fn missing_token_fails_fast_naming_the_variable() {
         !space.config_path().exists(),
         "nothing written without a token"
     );
+}
+
+/// With `ENTRYPOINT_FRONT_DOOR`: `$PORT` answers at once (`/healthz`, a status page without
+/// secrets, the owner's JSON status behind the token), then proxies the real gateway: the
+/// Control UI made frameable by huggingface.co only, a WebSocket through to the gateway's
+/// `connect.challenge`, and forwarded headers from an untrusted peer refused. The gateway
+/// itself listens on loopback only.
+#[test]
+fn the_front_door_answers_at_once_then_proxies_the_gateway() {
+    if skip() {
+        return;
+    }
+    let _one = GATEWAY.lock().unwrap_or_else(|p| p.into_inner());
+    let space = Space::new();
+    let gateway_port = free_port();
+    let mut child = space
+        .command(true)
+        .env("ENTRYPOINT_FRONT_DOOR", "1")
+        .env("ENTRYPOINT_GATEWAY_PORT", gateway_port.to_string())
+        .arg("run")
+        .spawn()
+        .expect("spawn entrypoint");
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let mut r = Running {
+        child,
+        out,
+        err,
+        port: space.port,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let get = |path: &str| {
+        client
+            .get(format!("http://127.0.0.1:{}{path}", space.port))
+            .send()
+    };
+
+    // Alive at once, and a status page while the gateway starts.
+    wait_for(Duration::from_secs(10), "the front door", || {
+        assert!(r.alive(), "entrypoint exited");
+        get("/healthz").ok().filter(|x| x.status() == 200)
+    });
+    let page = get("/").unwrap();
+    assert_eq!(page.status(), 503, "the gateway cannot be ready this soon");
+    let html = page.text().unwrap();
+    assert!(html.contains("<h1>"), "{html}");
+    assert!(!html.contains(TOKEN), "the status page shows the token");
+
+    // The owner's status: the token is the key.
+    assert_eq!(
+        http_status(space.port, "/.entrypoint/status", None),
+        Some(401)
+    );
+    assert_eq!(
+        http_status(space.port, "/.entrypoint/status", Some("wrong")),
+        Some(401)
+    );
+    let st: serde_json::Value = client
+        .get(format!(
+            "http://127.0.0.1:{}/.entrypoint/status",
+            space.port
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(st["gateway"].is_string(), "{st}");
+
+    // Proxied once the gateway answers; framing opened to huggingface.co only.
+    let ui = wait_for(
+        Duration::from_secs(120),
+        "the Control UI through the door",
+        || {
+            assert!(r.alive(), "entrypoint exited");
+            get("/").ok().filter(|x| x.status() == 200)
+        },
+    );
+    assert!(ui.headers().get("x-frame-options").is_none());
+    let csp = ui.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.split(';')
+            .any(|d| d.trim() == "frame-ancestors https://huggingface.co"),
+        "{csp}"
+    );
+    // Forwarded headers from a peer that is not a trusted proxy: refused.
+    let spoofed = client
+        .get(format!("http://127.0.0.1:{}/", space.port))
+        .header("X-Forwarded-For", "127.0.0.1")
+        .send()
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
+    // The gateway is on loopback only, at its own port.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(space.config_path()).unwrap()).unwrap();
+    assert_eq!(cfg["gateway"]["bind"], "loopback");
+    assert_eq!(cfg["gateway"]["port"], gateway_port);
+
+    // A WebSocket through the door reaches the gateway's handshake.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let first = rt.block_on(async {
+        use futures_util::StreamExt;
+        let url = format!("ws://127.0.0.1:{}/", space.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // A gateway still starting closes new sockets with 1013: try again.
+            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+                if let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = ws.next().await
+                {
+                    break t.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no WebSocket frame through the door"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert!(first.contains("connect.challenge"), "{first}");
+
+    r.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, output) = r.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{output}");
+    assert!(!output.contains(TOKEN), "the token leaked into the logs");
 }

@@ -25,13 +25,13 @@ pub type Member = (u64, u64, u64, String);
 /// Buffers sent while streaming a foreign archive.
 const STREAM_CHUNK: usize = 1 << 20;
 
-/// Decode `file` into `out`, taking spare buffers from `spare`. Returns the member records
+/// Decode `file` into `out`, taking free buffers (given back for reuse) from `free`. Returns the member records
 /// when every member was ours (None otherwise). A decoding error is sent down `out` too, so
 /// the reader fails at the right place.
 pub fn decode(
     file: File,
     out: SyncSender<io::Result<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
+    free: Receiver<Vec<u8>>,
 ) -> Option<Vec<Member>> {
     let fail = |e: io::Error| {
         let _ = out.send(Err(e));
@@ -51,7 +51,7 @@ pub fn decode(
             && gz::member_len(&head).is_some_and(|n| off + n as u64 <= size);
         if !ours {
             // From here on: a foreign gzip stream.
-            stream(&file, off, &out, &spare);
+            stream(&file, off, &out, &free);
             return None;
         }
         let len = gz::member_len(&head).unwrap_or_default();
@@ -59,7 +59,7 @@ pub fn decode(
         if let Err(e) = file.read_exact_at(&mut packed, off) {
             return fail(e);
         }
-        let mut buf = spare.try_recv().unwrap_or_default();
+        let mut buf = free.try_recv().unwrap_or_default();
         if let Err(e) = gz::unpack(&mut d, &packed, &mut buf) {
             return fail(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -81,7 +81,7 @@ pub fn decode(
 }
 
 /// Stream a (multi-member) gzip from `off` to the end through flate2.
-fn stream(file: &File, off: u64, out: &SyncSender<io::Result<Vec<u8>>>, spare: &Receiver<Vec<u8>>) {
+fn stream(file: &File, off: u64, out: &SyncSender<io::Result<Vec<u8>>>, free: &Receiver<Vec<u8>>) {
     let mut f = match file.try_clone() {
         Ok(f) => f,
         Err(e) => {
@@ -95,7 +95,7 @@ fn stream(file: &File, off: u64, out: &SyncSender<io::Result<Vec<u8>>>, spare: &
     }
     let mut gz = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f));
     loop {
-        let mut buf = spare.try_recv().unwrap_or_default();
+        let mut buf = free.try_recv().unwrap_or_default();
         buf.clear();
         let got = (&mut gz).take(STREAM_CHUNK as u64).read_to_end(&mut buf);
         match got {

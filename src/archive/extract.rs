@@ -284,32 +284,16 @@ impl Extractor<'_> {
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, comps: &[Vec<u8>]) -> Result<()> {
         let ty = entry.header().entry_type();
-        // Regenerable dirs of seed archives, and shared-memory index files (rebuilt by SQLite).
-        if comps.len() >= 2
-            && state::SKIP_ON_RESTORE
-                .iter()
-                .any(|s| s.as_bytes() == comps[1])
-        {
-            self.stats.skipped += 1;
-            return Ok(());
-        }
-        if comps.last().is_some_and(|c| c.ends_with(b"-shm")) && ty.is_file() {
+        if skipped_on_restore(comps, ty) {
             self.stats.skipped += 1;
             return Ok(());
         }
         // No entry may be at, or go through, a symlink we created.
-        let mut prefix = Vec::new();
-        for c in comps {
-            if !prefix.is_empty() {
-                prefix.push(b'/');
-            }
-            prefix.extend_from_slice(c);
-            if self.symlinks.contains(&prefix) {
-                bail!(
-                    "refused: it goes through the symlink '{}'",
-                    String::from_utf8_lossy(&prefix)
-                );
-            }
+        if let Some(link) = self.symlink_on_the_way(comps) {
+            bail!(
+                "refused: it goes through the symlink '{}'",
+                String::from_utf8_lossy(&link)
+            );
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o1777;
         let mtime = entry.header().mtime().unwrap_or(0);
@@ -324,90 +308,16 @@ impl Extractor<'_> {
                 self.stats.dirs += 1;
             }
             t if t.is_file() => {
-                let n = match dest {
-                    Some(dest) if entry.size() <= HANDOFF_MAX => {
-                        make_parent(&dest)?;
-                        let mut data = Vec::with_capacity(entry.size() as usize);
-                        entry
-                            .read_to_end(&mut data)
-                            .context("cannot read the data")?;
-                        let n = data.len() as u64;
-                        self.writers.write(FileJob {
-                            dest,
-                            data,
-                            mode,
-                            mtime,
-                        })?;
-                        n
-                    }
-                    Some(dest) => {
-                        make_parent(&dest)?;
-                        write_file(&dest, entry, mode, mtime)?
-                    }
-                    None => io::copy(entry, &mut io::sink()).context("cannot read the data")?,
-                };
+                let n = self.file(entry, dest, mode, mtime)?;
                 self.stats.files += 1;
                 self.stats.bytes += n;
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("symlink without a target"))?
-                    .into_owned();
-                check_link_target(comps, &target)?;
-                if let Some(d) = &dest {
-                    make_parent(d)?;
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), d)
-                        .with_context(|| format!("cannot create the symlink {}", d.display()))?;
-                    let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
-                    let _ = nix::sys::stat::utimensat(
-                        nix::fcntl::AT_FDCWD,
-                        d.as_path(),
-                        &t,
-                        &t,
-                        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                    );
-                    if target.split(|&b| b == b'/').any(|c| c == b"..") {
-                        self.links_to_check.push(d.clone());
-                    }
-                }
-                self.symlinks.insert(comps.join(&b'/'));
+                self.symlink(entry, comps, dest, mtime)?;
                 self.stats.symlinks += 1;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("hard link without a target"))?
-                    .into_owned();
-                let tcomps = components(&target).context("hard link target")?;
-                let tjoined = tcomps.join(&b'/');
-                let mut p = Vec::new();
-                for c in &tcomps {
-                    if !p.is_empty() {
-                        p.push(b'/');
-                    }
-                    p.extend_from_slice(c);
-                    if self.symlinks.contains(&p) {
-                        bail!("refused: hard link target goes through a symlink");
-                    }
-                }
-                if let (Some(d), Some(s)) = (&dest, self.staging) {
-                    // The target may still be with a writer thread.
-                    self.writers.barrier()?;
-                    let src = join(s, &tcomps);
-                    let meta = fs::symlink_metadata(&src).with_context(|| {
-                        format!(
-                            "hard link to '{}', which is not in the archive before it",
-                            String::from_utf8_lossy(&tjoined)
-                        )
-                    })?;
-                    if !meta.is_file() {
-                        bail!("refused: hard link to something that is not a regular file");
-                    }
-                    make_parent(d)?;
-                    fs::hard_link(&src, d)
-                        .with_context(|| format!("cannot create the hard link {}", d.display()))?;
-                }
+                self.hard_link(entry, dest)?;
                 self.stats.files += 1;
             }
             EntryType::Char | EntryType::Block => bail!("refused: device node"),
@@ -415,6 +325,120 @@ impl Extractor<'_> {
             other => bail!("refused: unsupported entry type {other:?}"),
         }
         Ok(())
+    }
+
+    /// The first symlink created so far that `comps` is at or goes through.
+    fn symlink_on_the_way(&self, comps: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let mut prefix = Vec::new();
+        for c in comps {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(c);
+            if self.symlinks.contains(&prefix) {
+                return Some(prefix);
+            }
+        }
+        None
+    }
+
+    /// A regular file: small ones go to a writer thread, big ones are written here (or only
+    /// read, when checking). Returns its size.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dest: Option<PathBuf>,
+        mode: u32,
+        mtime: u64,
+    ) -> Result<u64> {
+        Ok(match dest {
+            Some(dest) if entry.size() <= HANDOFF_MAX => {
+                make_parent(&dest)?;
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry
+                    .read_to_end(&mut data)
+                    .context("cannot read the data")?;
+                let n = data.len() as u64;
+                self.writers.write(FileJob {
+                    dest,
+                    data,
+                    mode,
+                    mtime,
+                })?;
+                n
+            }
+            Some(dest) => {
+                make_parent(&dest)?;
+                write_file(&dest, entry, mode, mtime)?
+            }
+            None => io::copy(entry, &mut io::sink()).context("cannot read the data")?,
+        })
+    }
+
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        comps: &[Vec<u8>],
+        dest: Option<PathBuf>,
+        mtime: u64,
+    ) -> Result<()> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("symlink without a target"))?
+            .into_owned();
+        check_link_target(comps, &target)?;
+        if let Some(d) = &dest {
+            make_parent(d)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&target), d)
+                .with_context(|| format!("cannot create the symlink {}", d.display()))?;
+            let t = nix::sys::time::TimeSpec::new(mtime as i64, 0);
+            let _ = nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                d.as_path(),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
+            if target.split(|&b| b == b'/').any(|c| c == b"..") {
+                self.links_to_check.push(d.clone());
+            }
+        }
+        self.symlinks.insert(comps.join(&b'/'));
+        Ok(())
+    }
+
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        dest: Option<PathBuf>,
+    ) -> Result<()> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("hard link without a target"))?
+            .into_owned();
+        let tcomps = components(&target).context("hard link target")?;
+        let tjoined = tcomps.join(&b'/');
+        if self.symlink_on_the_way(&tcomps).is_some() {
+            bail!("refused: hard link target goes through a symlink");
+        }
+        let (Some(d), Some(s)) = (&dest, self.staging) else {
+            return Ok(());
+        };
+        // The target may still be with a writer thread.
+        self.writers.barrier()?;
+        let src = join(s, &tcomps);
+        let meta = fs::symlink_metadata(&src).with_context(|| {
+            format!(
+                "hard link to '{}', which is not in the archive before it",
+                String::from_utf8_lossy(&tjoined)
+            )
+        })?;
+        if !meta.is_file() {
+            bail!("refused: hard link to something that is not a regular file");
+        }
+        make_parent(d)?;
+        fs::hard_link(&src, d)
+            .with_context(|| format!("cannot create the hard link {}", d.display()))
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -498,6 +522,15 @@ fn check_link_target(comps: &[Vec<u8>], target: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Regenerable dirs of seed archives, and shared-memory index files (rebuilt by SQLite).
+fn skipped_on_restore(comps: &[Vec<u8>], ty: EntryType) -> bool {
+    let regenerable = comps.len() >= 2
+        && state::SKIP_ON_RESTORE
+            .iter()
+            .any(|s| s.as_bytes() == comps[1]);
+    regenerable || (comps.last().is_some_and(|c| c.ends_with(b"-shm")) && ty.is_file())
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ const BUFFERS: usize = 4;
 const IN_FLIGHT: usize = 16;
 /// Compression workers (the Space has 2 vCPUs).
 const WORKERS: usize = 2;
-/// Spare member buffers kept for reuse (see `Pool`).
+/// Free member buffers kept for reuse (see `Pool`).
 const POOL_MAX: usize = 8;
 /// The writer asks the kernel to start writing back every this many bytes, so the store's
 /// final fsync waits for the tail only.
@@ -365,7 +365,8 @@ impl Member {
     }
 }
 
-struct Meta {
+/// What the producer knows of a member before the writer places it.
+struct MemberInfo {
     skey: Option<String>,
     ulen: u64,
     last: bool,
@@ -389,18 +390,7 @@ pub fn write(
     out: &Path,
     spare: Option<&Path>,
 ) -> Result<Written> {
-    // When `out` is the archive the cache was written from, unchanged since, the bytes the
-    // two share are already in place.
-    let out_id = FileId::of(out).ok();
-    let in_place = cache
-        .and_then(|c| c.sharers().find(|p| Some(p.file) == out_id))
-        .map_or(0, |p| p.same);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
+    let (file, in_place) = open_output(out, cache)?;
     // The producer sets the sequence number of the first unsettled member once it is known.
     let settled_seq = AtomicU64::new(u64::MAX);
     let settled_seq = &settled_seq;
@@ -426,32 +416,8 @@ pub fn write(
 
     std::thread::scope(|s| {
         for _ in 0..WORKERS {
-            let rx = Arc::clone(&job_rx);
-            let tx = done_tx.clone();
-            s.spawn(move || {
-                let mut packer = Packer::default();
-                loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, work)) = job else { return };
-                    let raw = matches!(work, Work::Raw(..));
-                    // Only `Cached` work without a cache fails: the writer reports the gap.
-                    let Some((member, ukey)) =
-                        finish(work, cache, &mut packer, pool, reused_by_content)
-                    else {
-                        return;
-                    };
-                    if raw && matches!(member, Member::Cached { .. }) {
-                        give_back(tokens); // found in the cache: its buffer is freed
-                    }
-                    let done = (seq, member, ukey);
-                    if tx.send(done).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (rx, tx) = (Arc::clone(&job_rx), done_tx.clone());
+            s.spawn(move || work_members(&rx, &tx, cache, pool, tokens, reused_by_content));
         }
         drop(done_tx);
         let hasher = s.spawn(move || hash_members(hash_rx, tokens, pool, cache));
@@ -501,26 +467,8 @@ pub fn write(
         produced?;
         let hashed = hashed?;
         stats.hash_resumed_at = hashed.resumed_at;
-        if placed.len() != metas.len() {
-            return Err(anyhow!(
-                "archive writer lost members ({} of {})",
-                placed.len(),
-                metas.len()
-            ));
-        }
         stats.reused_members += reused_by_content.load(Ordering::Relaxed);
-        let members = metas
-            .into_iter()
-            .zip(placed)
-            .map(|(m, (coff, clen, ukey))| MemberRec {
-                skey: m.skey,
-                ukey,
-                ulen: m.ulen,
-                coff,
-                clen,
-                last: m.last,
-            })
-            .collect();
+        let members = records(metas, placed)?;
         Ok(Written {
             sha256: hex::encode(hashed.digest),
             size,
@@ -532,38 +480,124 @@ pub fn write(
                 sha_states: hashed.states.iter().map(sha::state_hex).collect(),
                 // Set once the file is in its final place (`commit`).
                 file: None,
-                prev: match spare {
-                    // An unsynced copy is never trusted without a boot to tie it to.
-                    Some(p) => match this_boot() {
-                        Some(boot) => Some(Prev {
-                            file: FileId::of(p)
-                                .with_context(|| format!("cannot stat {}", p.display()))?,
-                            same: copied,
-                            boot: Some(boot),
-                        }),
-                        None => None,
-                    },
-                    None => cache.and_then(|c| c.id).map(|file| Prev {
-                        file,
-                        same: hashed.shared,
-                        boot: None,
-                    }),
-                },
-                older: cache.map_or_else(Vec::new, |c| {
-                    c.sharers()
-                        .map(|p| Prev {
-                            same: p.same.min(hashed.shared),
-                            ..p.clone()
-                        })
-                        .filter(|p| p.same > 0)
-                        .take(OLDER)
-                        .collect()
-                }),
+                prev: prev(spare, copied, cache, hashed.shared)?,
+                older: older(cache, hashed.shared),
             },
             stats,
             racy,
         })
     })
+}
+
+/// Open `out` without truncating it, and say how many of its leading bytes are already this
+/// archive's. Invariant: when `out` is a file the cache index says shares its first `same`
+/// bytes with the cache archive (same inode, size and mtime: unchanged since), those bytes
+/// equal the cache archive's, so a member found there at its old offset is left in place.
+fn open_output(out: &Path, cache: Option<&Cache>) -> Result<(File, u64)> {
+    let out_id = FileId::of(out).ok();
+    let in_place = cache
+        .and_then(|c| c.sharers().find(|p| Some(p.file) == out_id))
+        .map_or(0, |p| p.same);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    Ok((file, in_place))
+}
+
+/// The index records of the members: what the producer knew of each, where the writer put it.
+fn records(metas: Vec<MemberInfo>, placed: Vec<(u64, u64, String)>) -> Result<Vec<MemberRec>> {
+    if placed.len() != metas.len() {
+        return Err(anyhow!(
+            "archive writer lost members ({} of {})",
+            placed.len(),
+            metas.len()
+        ));
+    }
+    Ok(metas
+        .into_iter()
+        .zip(placed)
+        .map(|(m, (coff, clen, ukey))| MemberRec {
+            skey: m.skey,
+            ukey,
+            ulen: m.ulen,
+            coff,
+            clen,
+            last: m.last,
+        })
+        .collect())
+}
+
+/// The file holding this archive's first bytes besides itself (`Index::prev`): the spare copy
+/// written beside it (`copied` bytes), else the cache archive it shares `shared` bytes with.
+fn prev(
+    spare: Option<&Path>,
+    copied: u64,
+    cache: Option<&Cache>,
+    shared: u64,
+) -> Result<Option<Prev>> {
+    let Some(p) = spare else {
+        return Ok(cache.and_then(|c| c.id).map(|file| Prev {
+            file,
+            same: shared,
+            boot: None,
+        }));
+    };
+    // An unsynced copy is never trusted without a boot to tie it to.
+    let Some(boot) = this_boot() else {
+        return Ok(None);
+    };
+    Ok(Some(Prev {
+        file: FileId::of(p).with_context(|| format!("cannot stat {}", p.display()))?,
+        same: copied,
+        boot: Some(boot),
+    }))
+}
+
+/// The older files that still share leading bytes with this archive (`Index::older`).
+fn older(cache: Option<&Cache>, shared: u64) -> Vec<Prev> {
+    cache.map_or_else(Vec::new, |c| {
+        c.sharers()
+            .map(|p| Prev {
+                same: p.same.min(shared),
+                ..p.clone()
+            })
+            .filter(|p| p.same > 0)
+            .take(OLDER)
+            .collect()
+    })
+}
+
+/// A worker thread: takes the producer's jobs until the channel closes.
+fn work_members(
+    rx: &Mutex<Receiver<(u64, Work)>>,
+    tx: &SyncSender<Done>,
+    cache: Option<&Cache>,
+    pool: &Pool,
+    tokens: &Mutex<Receiver<()>>,
+    reused_by_content: &AtomicU64,
+) {
+    let mut packer = Packer::default();
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, work)) = job else { return };
+        let raw = matches!(work, Work::Raw(..));
+        // Only `Cached` work without a cache fails: the writer reports the gap.
+        let Some((member, ukey)) = finish(work, cache, &mut packer, pool, reused_by_content) else {
+            return;
+        };
+        if raw && matches!(member, Member::Cached { .. }) {
+            give_back(tokens); // found in the cache: its buffer is freed
+        }
+        if tx.send((seq, member, ukey)).is_err() {
+            return;
+        }
+    }
 }
 
 /// A worker's job: a member's bytes and content key, from the cache (by stat key, or by
@@ -867,7 +901,7 @@ struct Producer<'a, 'b> {
     /// Set to `seq` when the walk reaches `Source::settled`.
     settled_seq: &'b AtomicU64,
     seq: u64,
-    metas: Vec<Meta>,
+    metas: Vec<MemberInfo>,
     racy: HashMap<Vec<u8>, String>,
     stats: Stats,
     started: Instant,
@@ -1167,7 +1201,7 @@ impl Producer<'_, '_> {
         let m = &c.members[i];
         self.stats.reused_members += 1;
         self.send(
-            Meta {
+            MemberInfo {
                 skey: m.skey.clone(),
                 ulen: m.ulen,
                 last: m.last,
@@ -1190,10 +1224,10 @@ impl Producer<'_, '_> {
     ) -> Result<()> {
         let ulen = buf.len() as u64;
         let keyed = self.cache.is_some() || skey.is_none() || racy;
-        self.send(Meta { skey, ulen, last }, Work::Raw(buf, keyed))
+        self.send(MemberInfo { skey, ulen, last }, Work::Raw(buf, keyed))
     }
 
-    fn send(&mut self, meta: Meta, work: Work) -> Result<()> {
+    fn send(&mut self, meta: MemberInfo, work: Work) -> Result<()> {
         self.stats.tar_bytes += meta.ulen;
         self.stats.members += 1;
         self.metas.push(meta);
@@ -1394,7 +1428,7 @@ mod tests {
         assert_eq!(w3.sha256, w2.sha256);
         assert_eq!(w3.stats.hash_resumed_at, 2 * sha::EVERY);
 
-        // Written over the archive the cache was made from (as over the store's spare file):
+        // Written over the archive the cache was made from (as over the store's retiring file):
         // the shared start is left in place, and the result is still right.
         fs::write(root.join("openclaw.json"), b"{\"a\": 3}").unwrap();
         let (w5, _) = archive(&root, &d.path().join("2.tar.gz"), Some(&c3));

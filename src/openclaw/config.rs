@@ -7,8 +7,7 @@
 //! merge patch (`OPENCLAW_CONFIG_PATCH`, RFC 7396) is applied last.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -88,8 +87,12 @@ pub fn apply_owned(mut config: Value, s: &Settings) -> Value {
     let gateway = child(&mut config, "gateway");
     let g = obj(gateway);
     g.insert("mode".into(), json!("local"));
-    g.insert("port".into(), json!(s.port));
-    g.insert("bind".into(), json!("lan"));
+    g.insert("port".into(), json!(s.gateway_listen_port()));
+    // Behind the front door the gateway is reachable on loopback only.
+    g.insert(
+        "bind".into(),
+        json!(if s.front_door { "loopback" } else { "lan" }),
+    );
     let auth = obj(child(gateway, "auth"));
     auth.insert("mode".into(), json!("token"));
     auth.insert("token".into(), json!(TOKEN_REF));
@@ -97,10 +100,14 @@ pub fn apply_owned(mut config: Value, s: &Settings) -> Value {
     auth.remove("password");
     obj(child(gateway, "controlUi")).insert("allowedOrigins".into(), json!(allowed_origins(s)));
     let g = obj(gateway);
-    if s.trusted_proxies.is_empty() {
+    let mut list: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
+    if s.front_door {
+        // The front door's hop: it passes on only what `frontdoor::headers::forward` allows.
+        list.push("127.0.0.1/32".into());
+    }
+    if list.is_empty() {
         g.remove("trustedProxies");
     } else {
-        let list: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
         g.insert("trustedProxies".into(), json!(list));
     }
 
@@ -235,35 +242,18 @@ fn aside(path: &Path, tag: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// temp + fsync + rename + fsync(dir), mode 0600.
+/// Pretty JSON, replaced atomically and durably (the rename too), mode 0600.
 pub fn write_atomic(path: &Path, value: &Value) -> anyhow::Result<()> {
-    let dir = path.parent().context("config path has no parent")?;
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp-{}", std::process::id()));
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::Durability::Published)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::{Env, Overrides};
+    use std::os::unix::fs::PermissionsExt;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         let mut all = vec![("OPENCLAW_GATEWAY_TOKEN", "secret-token-value")];
@@ -279,8 +269,9 @@ mod tests {
         ]);
         let c = apply_owned(json!({}), &s);
         assert_eq!(c["gateway"]["mode"], "local");
-        assert_eq!(c["gateway"]["port"], 7860);
-        assert_eq!(c["gateway"]["bind"], "lan");
+        // Behind the front door (the default): loopback, its own port.
+        assert_eq!(c["gateway"]["port"], 18789);
+        assert_eq!(c["gateway"]["bind"], "loopback");
         assert_eq!(
             c["gateway"]["auth"],
             json!({"mode":"token","token":TOKEN_REF})
@@ -290,7 +281,10 @@ mod tests {
             .unwrap();
         assert_eq!(origins[0], "https://alice-claw.hf.space");
         assert_eq!(origins[1], "https://x.example");
-        assert_eq!(c["gateway"]["trustedProxies"], json!(["10.0.0.0/8"]));
+        assert_eq!(
+            c["gateway"]["trustedProxies"],
+            json!(["10.0.0.0/8", "127.0.0.1/32"])
+        );
         assert_eq!(
             c["agents"]["defaults"]["model"],
             crate::settings::DEFAULT_MODEL
@@ -309,9 +303,15 @@ mod tests {
             "channels": {"telegram": {"enabled": true}},
             "meta": {"lastTouchedVersion": "2026.9.6"}
         });
-        let c = apply_owned(user, &s);
+        let c = apply_owned(user.clone(), &s);
+        assert_eq!(c["gateway"]["port"], 18789);
+        assert_eq!(c["gateway"]["bind"], "loopback");
+        // Without the front door the gateway listens on PORT itself, on every interface.
+        let direct = settings(&[("ENTRYPOINT_FRONT_DOOR", "false")]);
+        let c = apply_owned(user, &direct);
         assert_eq!(c["gateway"]["port"], 7860);
         assert_eq!(c["gateway"]["bind"], "lan");
+        assert!(c["gateway"].get("trustedProxies").is_none());
         assert_eq!(c["gateway"]["reload"]["mode"], "hybrid");
         assert_eq!(c["gateway"]["auth"]["mode"], "token");
         assert_eq!(c["gateway"]["auth"]["rateLimit"]["x"], 1);

@@ -1,5 +1,8 @@
-//! Everything that knows OpenClaw: its config (`config`), which state paths and SQLite rows are
-//! volatile (`state`), and how to start the gateway. Nothing outside this module says "openclaw".
+//! What is specific to OpenClaw: its config (`config`), which state paths and SQLite rows are
+//! volatile (`state`), and how to start the gateway. Other modules know OpenClaw only through
+//! these, except for names the environment and the data dir fix: the `OPENCLAW_*` variables
+//! (`settings`), the state dir `.openclaw` (`datadir`), and the gateway's pairing API
+//! (`pairing`).
 
 pub mod config;
 pub mod state;

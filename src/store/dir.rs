@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
+use super::{
+    parse_sidecar, Fetched, LocalVersions, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
+};
 use crate::fsutil::sync_dir;
 
 const VERSIONS: &str = ".versions";
@@ -130,7 +132,7 @@ impl DirStore {
     }
 
     /// Version `name` under `.versions/`, or None when its archive is gone (taken over by a
-    /// backup, see `Store::spare_archive`, or being pruned).
+    /// backup, see `LocalVersions::retiring`, or being pruned).
     fn version(&self, name: &str) -> Result<Option<Version>, StoreError> {
         let dir = self.root.join(VERSIONS).join(name);
         let size = match fs::metadata(dir.join(ARCHIVE_NAME)) {
@@ -341,7 +343,7 @@ impl DirStore {
         Ok(id)
     }
 
-    /// Delete versions beyond the newest `keep` (names sort by time). `spare_archive` offers
+    /// Delete versions beyond the newest `keep` (names sort by time). `retiring` offers
     /// exactly what this deletes next: keep the two in step.
     fn prune(&self, versions: &Path, current: &str) {
         let done = version_names(versions);
@@ -403,12 +405,17 @@ impl Store for DirStore {
         .map_err(|e| StoreError::Other(format!("put task failed: {e}")))?
     }
 
-    fn offers_spares(&self) -> bool {
-        // With one version kept, the one the next put deletes is the latest: never offered.
-        self.keep > 1
+    fn local_versions(&self) -> Option<&dyn LocalVersions> {
+        Some(self)
+    }
+}
+
+impl LocalVersions for DirStore {
+    fn keep(&self) -> usize {
+        self.keep
     }
 
-    fn spare_archive(&self) -> Option<PathBuf> {
+    fn retiring(&self) -> Option<PathBuf> {
         // The next put adds one version, then `prune` deletes the oldest beyond `keep`: offer
         // the oldest exactly when it is one of those, and never the current one.
         let current = fs::read_link(self.root.join(CURRENT)).ok()?;
@@ -540,23 +547,24 @@ mod tests {
         assert_eq!(older.actual_sha256, older.expected_sha256);
     }
 
-    /// `spare_archive` offers exactly the version the next put deletes: the oldest, once
-    /// `keep` versions are kept, and never the current one (so with keep = 1, nothing).
+    /// The `LocalVersions` contract: `retiring` offers exactly the version the next put
+    /// deletes: the oldest, once `keep` versions are kept, and never the current one (so with
+    /// keep = 1, nothing).
     #[test]
-    fn the_spare_is_exactly_what_the_next_put_deletes() {
+    fn the_retiring_file_is_exactly_what_the_next_put_deletes() {
         for keep in 1..=4 {
             let d = tempfile::tempdir().unwrap();
             let store = DirStore::new(d.path().join("b"), keep);
             let a = d.path().join("a.tar.gz");
             let versions = d.path().join("b").join(VERSIONS);
-            assert_eq!(store.offers_spares(), keep > 1);
+            assert_eq!(store.keep(), keep);
             for i in 0..keep + 3 {
                 let before = version_names(&versions);
-                let spare = store.spare_archive();
+                let retiring = store.retiring();
                 let id = put(&store, &a, &format!("keep {keep} put {i}"));
                 let after = version_names(&versions);
                 let deleted: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
-                let offered = spare.map(|p| {
+                let offered = retiring.map(|p| {
                     assert_eq!(p.file_name().unwrap(), ARCHIVE_NAME);
                     let dir = p.parent().unwrap();
                     assert_eq!(dir.parent().unwrap(), versions);
@@ -576,10 +584,10 @@ mod tests {
         }
     }
 
-    /// A spare taken over (renamed away) is a version no more: not listed, not fetched; the
-    /// next put removes the rest of it, and the others stay intact.
+    /// The `LocalVersions` contract: a retiring file renamed away is a version no more: not
+    /// listed, not fetched; the next put removes the rest of it, and the others stay intact.
     #[tokio::test]
-    async fn a_taken_over_spare_is_no_longer_a_version() {
+    async fn a_retiring_file_taken_away_is_no_longer_a_version() {
         let d = tempfile::tempdir().unwrap();
         let store = DirStore::new(d.path().join("b"), 3);
         let a = d.path().join("a.tar.gz");
@@ -588,8 +596,8 @@ mod tests {
         }
         let listed = store.list_versions().await.unwrap();
         assert_eq!(listed.len(), 3);
-        let spare = store.spare_archive().expect("the oldest is offered");
-        fs::rename(&spare, d.path().join("taken.tar.gz")).unwrap();
+        let retiring = store.retiring().expect("the oldest is offered");
+        fs::rename(&retiring, d.path().join("taken.tar.gz")).unwrap();
         let now = store.list_versions().await.unwrap();
         assert_eq!(now, listed[..2].to_vec());
         let e = store.fetch(&listed[2], d.path()).await.unwrap_err();

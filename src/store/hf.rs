@@ -723,6 +723,152 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// The steps of an upload (`Store::put`).
+impl HfStore {
+    /// The commit the next upload builds on (None: an empty dataset), creating the dataset
+    /// on first use; `Conflict` when someone else wrote since this container last did.
+    async fn parent_for_upload(&self, what: &str) -> Result<Option<String>, StoreError> {
+        // Where is main now? Create the dataset on first use.
+        let info = match self.dataset_info().await.map_err(|f| self.fail(what, f))? {
+            Some(info) => info,
+            None => {
+                self.create_dataset()
+                    .await
+                    .map_err(|f| self.fail("creating the dataset", f))?;
+                // Read it back: it may have been created (public) by someone else meanwhile.
+                self.dataset_info()
+                    .await
+                    .map_err(|f| self.fail(what, f))?
+                    .ok_or_else(|| self.fail(what, Failure::RepoMissing))?
+            }
+        };
+        self.check_visibility(&info)?;
+        match (self.last_head(), info.sha.clone()) {
+            (Some(seen), Some(head)) if seen != head => {
+                // Someone else wrote since our restore/upload. Report it; build on it next time.
+                self.set_last_head(Some(head.clone()));
+                Err(StoreError::Conflict(format!(
+                    "dataset {} moved from {} to {} since this container last read or wrote it: another writer (a second Space or container, or a manual upload) uses it; not overwriting now, the next backup publishes on top",
+                    self.dataset,
+                    short(&seen),
+                    short(&head)
+                )))
+            }
+            (_, head) => Ok(head),
+        }
+    }
+
+    /// Commit the archive and its sidecar on top of `parent`, retrying what is transient
+    /// (and looking first whether a failed try landed after all). Returns the new head.
+    async fn commit_backup(
+        &self,
+        archive: &Path,
+        sha256: &str,
+        size: u64,
+        parent: Option<String>,
+    ) -> Result<Option<String>, StoreError> {
+        let what = "upload";
+        let ops = vec![
+            CommitOperation::add_file(ARCHIVE_NAME, archive),
+            // Bare digest, no newline: what the seed script wrote and reads.
+            CommitOperation::add_bytes(SIDECAR_NAME, sha256.to_string().into_bytes()),
+        ];
+        let message = format!("Backup {}", short(sha256));
+        let deadline = self.timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
+        let mut tries = 0;
+        let new_head = loop {
+            if let Err(f) = self.check_pause() {
+                return Err(self.fail(what, f));
+            }
+            tries += 1;
+            let commit = self
+                .repo
+                .create_commit()
+                .operations(ops.clone())
+                .commit_message(message.clone())
+                .revision(BRANCH)
+                .maybe_parent_commit(parent.clone())
+                .send();
+            let failure = match tokio::time::timeout(deadline, commit).await {
+                Ok(Ok(done)) => break done.commit_oid,
+                Ok(Err(e)) => self.classify(e),
+                Err(_) => Failure::Timeout(deadline),
+            };
+            if let Failure::Conflict = failure {
+                // Stale parent (412): drop our view so the next backup builds on the new head.
+                self.set_last_head(None);
+                return Err(self.fail(what, failure));
+            }
+            if let Failure::Other(detail) = &failure {
+                if detail.starts_with("HTTP 400") {
+                    // The usual cause: the Hub did not offer xet, so hf-hub sent the archive
+                    // inline in the commit, and the Hub refuses big inline binaries.
+                    return Err(self.scrub(StoreError::Other(format!(
+                        "the Hub refused the upload to dataset {} ({detail}); hf-hub sends files inline when the Hub does not offer xet transfer, and the Hub refuses large inline files: check that HF_ENDPOINT is a xet-enabled Hub",
+                        self.dataset
+                    ))));
+                }
+            }
+            if !(failure.is_transient() || matches!(failure, Failure::Timeout(_))) {
+                return Err(self.fail(what, failure));
+            }
+            // The Hub may have applied the commit before the error: look before trying again,
+            // or we would commit the same backup twice.
+            match self.landed(parent.as_deref(), sha256).await {
+                Ok(Landed::Yes(head)) => {
+                    info!(dataset = %self.dataset, "the upload landed despite {failure:?}");
+                    break Some(head);
+                }
+                Ok(Landed::Moved(head)) => {
+                    self.set_last_head(Some(head));
+                    return Err(self.fail(what, Failure::Conflict));
+                }
+                Ok(Landed::No) => {}
+                Err(f) => return Err(self.fail(what, f)),
+            }
+            let retry = if matches!(failure, Failure::Timeout(_)) {
+                None
+            } else {
+                self.backoff(&failure, tries)
+            };
+            match retry {
+                Some(delay) => {
+                    warn!(dataset = %self.dataset, "{what}: {failure:?}; try {} of {MAX_TRIES} in {delay:?}", tries + 1);
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(self.fail(what, failure)),
+            }
+        };
+        Ok(new_head)
+    }
+
+    /// Squash the history when it is due; the new head when it did.
+    async fn squash_if_due(&self, writer: &mut Writer) -> Option<Option<String>> {
+        // The squash runs here and nowhere else: only right after an upload that succeeded,
+        // so the one commit it leaves holds a backup the engine has just checked (its database
+        // copies verified). Squashing drops every older version a restore could fall back to;
+        // squashing without a fresh upload could leave only a bad one.
+        if self.squash_every > 0
+            && writer.uploads_since_squash >= self.squash_every
+            && writer.can_commit()
+        {
+            match self.squash().await {
+                Ok(()) => {
+                    writer.record_commit();
+                    writer.uploads_since_squash = 0;
+                    let head = self.dataset_info().await.ok().flatten().and_then(|i| i.sha);
+                    info!(dataset = %self.dataset, "squashed the history of dataset {} to one commit", self.dataset);
+                    self.set_last_head(head.clone());
+                    return Some(head);
+                }
+                // The upload itself succeeded; squashing is retried after the next one.
+                Err(f) => warn!("{}", self.fail("squashing the history", f)),
+            }
+        }
+        None
+    }
+}
+
 impl Writer {
     /// Drop commits older than an hour; true when another one fits the budget.
     fn can_commit(&mut self) -> bool {
@@ -859,107 +1005,8 @@ impl Store for HfStore {
                 ))
             })?
             .len();
-
-        // Where is main now? Create the dataset on first use.
-        let info = match self.dataset_info().await.map_err(|f| self.fail(what, f))? {
-            Some(info) => info,
-            None => {
-                self.create_dataset()
-                    .await
-                    .map_err(|f| self.fail("creating the dataset", f))?;
-                // Read it back: it may have been created (public) by someone else meanwhile.
-                self.dataset_info()
-                    .await
-                    .map_err(|f| self.fail(what, f))?
-                    .ok_or_else(|| self.fail(what, Failure::RepoMissing))?
-            }
-        };
-        self.check_visibility(&info)?;
-        let parent = match (self.last_head(), info.sha.clone()) {
-            (Some(seen), Some(head)) if seen != head => {
-                // Someone else wrote since our restore/upload. Report it; build on it next time.
-                self.set_last_head(Some(head.clone()));
-                return Err(StoreError::Conflict(format!(
-                    "dataset {} moved from {} to {} since this container last read or wrote it: another writer (a second Space or container, or a manual upload) uses it; not overwriting now, the next backup publishes on top",
-                    self.dataset,
-                    short(&seen),
-                    short(&head)
-                )));
-            }
-            (_, head) => head,
-        };
-
-        let ops = vec![
-            CommitOperation::add_file(ARCHIVE_NAME, archive),
-            // Bare digest, no newline: what the seed script wrote and reads.
-            CommitOperation::add_bytes(SIDECAR_NAME, sha256.to_string().into_bytes()),
-        ];
-        let message = format!("Backup {}", short(sha256));
-        let deadline = self.timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
-        let mut tries = 0;
-        let new_head = loop {
-            if let Err(f) = self.check_pause() {
-                return Err(self.fail(what, f));
-            }
-            tries += 1;
-            let commit = self
-                .repo
-                .create_commit()
-                .operations(ops.clone())
-                .commit_message(message.clone())
-                .revision(BRANCH)
-                .maybe_parent_commit(parent.clone())
-                .send();
-            let failure = match tokio::time::timeout(deadline, commit).await {
-                Ok(Ok(done)) => break done.commit_oid,
-                Ok(Err(e)) => self.classify(e),
-                Err(_) => Failure::Timeout(deadline),
-            };
-            if let Failure::Conflict = failure {
-                // Stale parent (412): drop our view so the next backup builds on the new head.
-                self.set_last_head(None);
-                return Err(self.fail(what, failure));
-            }
-            if let Failure::Other(detail) = &failure {
-                if detail.starts_with("HTTP 400") {
-                    // The usual cause: the Hub did not offer xet, so hf-hub sent the archive
-                    // inline in the commit, and the Hub refuses big inline binaries.
-                    return Err(self.scrub(StoreError::Other(format!(
-                        "the Hub refused the upload to dataset {} ({detail}); hf-hub sends files inline when the Hub does not offer xet transfer, and the Hub refuses large inline files: check that HF_ENDPOINT is a xet-enabled Hub",
-                        self.dataset
-                    ))));
-                }
-            }
-            if !(failure.is_transient() || matches!(failure, Failure::Timeout(_))) {
-                return Err(self.fail(what, failure));
-            }
-            // The Hub may have applied the commit before the error: look before trying again,
-            // or we would commit the same backup twice.
-            match self.landed(parent.as_deref(), sha256).await {
-                Ok(Landed::Yes(head)) => {
-                    info!(dataset = %self.dataset, "the upload landed despite {failure:?}");
-                    break Some(head);
-                }
-                Ok(Landed::Moved(head)) => {
-                    self.set_last_head(Some(head));
-                    return Err(self.fail(what, Failure::Conflict));
-                }
-                Ok(Landed::No) => {}
-                Err(f) => return Err(self.fail(what, f)),
-            }
-            let retry = if matches!(failure, Failure::Timeout(_)) {
-                None
-            } else {
-                self.backoff(&failure, tries)
-            };
-            match retry {
-                Some(delay) => {
-                    warn!(dataset = %self.dataset, "{what}: {failure:?}; try {} of {MAX_TRIES} in {delay:?}", tries + 1);
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(self.fail(what, failure)),
-            }
-        };
+        let parent = self.parent_for_upload(what).await?;
+        let new_head = self.commit_backup(archive, sha256, size, parent).await?;
         writer.record_commit();
         writer.uploads_since_squash += 1;
         let new_head = match new_head {
@@ -969,29 +1016,7 @@ impl Store for HfStore {
         };
         self.set_last_head(new_head.clone());
         info!(dataset = %self.dataset, commit = new_head.as_deref().map(short), size, "uploaded {ARCHIVE_NAME}");
-
-        // The squash runs here and nowhere else: only right after an upload that succeeded,
-        // so the one commit it leaves holds a backup the engine has just checked (its database
-        // copies verified). Squashing drops every older version a restore could fall back to;
-        // squashing without a fresh upload could leave only a bad one.
-        if self.squash_every > 0
-            && writer.uploads_since_squash >= self.squash_every
-            && writer.can_commit()
-        {
-            match self.squash().await {
-                Ok(()) => {
-                    writer.record_commit();
-                    writer.uploads_since_squash = 0;
-                    let head = self.dataset_info().await.ok().flatten().and_then(|i| i.sha);
-                    info!(dataset = %self.dataset, "squashed the history of dataset {} to one commit", self.dataset);
-                    self.set_last_head(head.clone());
-                    return Ok(head);
-                }
-                // The upload itself succeeded; squashing is retried after the next one.
-                Err(f) => warn!("{}", self.fail("squashing the history", f)),
-            }
-        }
-        Ok(new_head)
+        Ok(self.squash_if_due(&mut writer).await.unwrap_or(new_head))
     }
 
     async fn head(&self) -> Result<Option<Version>, StoreError> {

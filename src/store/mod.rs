@@ -108,22 +108,32 @@ pub trait Store: Send + Sync {
     /// Returns the new version id if the store has one.
     async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError>;
 
-    /// The archive file of the version the next `put` will delete, if the store keeps its
-    /// archives on this machine and the next `put` deletes one; never the latest. The caller
-    /// may rename that file away (see `backup::take_over`) and overwrite its pages in place,
-    /// which costs the kernel a fraction of filling a new file of the same size. Once it is
-    /// renamed away, its version is gone: `list_versions` and `fetch` no longer offer it, and
-    /// the next `put` removes what is left of it. Nothing else of the store may be renamed.
-    fn spare_archive(&self) -> Option<PathBuf> {
+    /// What the store can do beyond the data operations above (a capability as data): a
+    /// store that keeps its versions as files on this machine says so here.
+    fn local_versions(&self) -> Option<&dyn LocalVersions> {
         None
     }
+}
 
-    /// Whether `spare_archive` ever offers a file (the store keeps its archives on this
-    /// machine). While it has none to offer (after its first backup), the backup keeps a
-    /// spare copy itself (see `backup::SPARE`).
-    fn offers_spares(&self) -> bool {
-        false
-    }
+/// A store that keeps each version's archive as a file on this machine (the `dir` store). The
+/// backup may write its new archive over the pages of the file that is about to be deleted
+/// anyway: a new 300 MB file costs the kernel ~3x more than rewriting an old one's pages.
+///
+/// The contract (tested in `dir`):
+/// - the store keeps the newest `keep()` versions: a `put` that makes `keep() + 1` of them
+///   deletes the oldest;
+/// - `retiring()` is the archive file of exactly the version the next `put` deletes: None while
+///   fewer than `keep()` versions are kept, and never the latest (so always None when
+///   `keep() == 1`);
+/// - the caller may rename that one file away and then owns it; its version is gone from
+///   then on (`list_versions` and `fetch` no longer offer it) and the next `put` removes what
+///   is left of it. Nothing else of the store may be renamed or written.
+pub trait LocalVersions: Send + Sync {
+    /// How many versions are kept (at least 1).
+    fn keep(&self) -> usize;
+
+    /// The archive file the next `put` deletes, if any (see the contract).
+    fn retiring(&self) -> Option<PathBuf>;
 }
 
 /// Build the configured store, or None when backups are off.

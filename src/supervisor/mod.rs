@@ -7,9 +7,11 @@
 //!   reaper (`waitpid(-1)`); every process the binary spawns gets its status from that reaper.
 //! - [`Supervisor::run`] spawns the child (own process group, clean mask and dispositions),
 //!   forwards signals to the group, restarts per [`Policy`], and on SIGTERM/SIGINT (or when
-//!   `shutdown` is cancelled by someone else) stops the group: SIGTERM, grace, SIGKILL. It
-//!   cancels `shutdown` itself when a stop signal arrives so other tasks (backup loop) stop too.
-//!   It returns the exit code to exit with (child's status, 128+N, 127/126 on exec failure).
+//!   the caller's `stop` token is cancelled) stops the group: SIGTERM, grace, SIGKILL. It
+//!   returns [`Ended`]: the exit code to exit with (child's status, 128+N, 127/126 on exec
+//!   failure) and why. It never cancels the caller's token; the caller learns of stop signals
+//!   from [`Supervisor::stop_signal`] (the first) and [`Supervisor::second_stop_signal`] (one
+//!   after `run` returned, e.g. to cut a final backup short).
 //!
 //! Layout: `signals` (what is collected and what each signal means), `reaper` (waitpid loop and
 //! pid -> waiter routing), `spawn` (fork/exec). This file is the loop that ties them together.
@@ -20,16 +22,13 @@ mod signals;
 mod spawn;
 
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, error, info, warn};
 
 use crate::settings::RestartPolicy;
@@ -94,10 +93,24 @@ pub trait Hooks: Send {
     fn on_spawn(&mut self, _pid: i32) {}
 }
 
-/// No hooks.
-#[allow(dead_code)] // API for callers without hooks; `run` always has some
-pub struct NoHooks;
-impl Hooks for NoHooks {}
+/// How `run` ended: the code to exit with, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub code: i32,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A stop signal (TERM/INT) arrived.
+    Signal(i32),
+    /// The caller's `stop` token was cancelled.
+    Stopped,
+    /// The child exited and the restart policy says not to start it again.
+    Exited,
+    /// The child could not be started (not found, not executable).
+    CannotStart,
+}
 
 /// Where the signal task sends the signals it does not handle itself.
 enum Route {
@@ -112,6 +125,9 @@ enum Route {
 struct Shared {
     reaper: reaper::Reaper,
     route: Mutex<Route>,
+    /// The supervisor's own: cancelled by the first stop signal, whenever it comes.
+    first: CancellationToken,
+    /// The supervisor's own: cancelled by a stop signal after `run` returned.
     second: CancellationToken,
 }
 
@@ -120,6 +136,7 @@ impl Shared {
         Shared {
             reaper: reaper::Reaper::default(),
             route: Mutex::new(Route::Before(Vec::new())),
+            first: CancellationToken::new(),
             second: CancellationToken::new(),
         }
     }
@@ -129,6 +146,9 @@ impl Shared {
     }
 
     fn deliver(&self, sig: i32) {
+        if action(sig) == Action::Stop {
+            self.first.cancel();
+        }
         match &mut *self.route() {
             // Bounded: nobody sends thousands of signals before the child starts.
             Route::Before(queue) if queue.len() < 64 => queue.push(sig),
@@ -177,14 +197,14 @@ impl Supervisor {
         })
     }
 
-    /// Supervise `spec` until it is done for good; returns the code to exit with.
+    /// Supervise `spec` until it is done for good, or a stop signal or `stop` ends it.
     pub async fn run(
         &self,
         spec: ChildSpec,
         policy: Policy,
         hooks: &mut dyn Hooks,
-        shutdown: CancellationToken,
-    ) -> i32 {
+        stop: &CancellationToken,
+    ) -> Ended {
         let (tx, mut rx) = mpsc::unbounded_channel();
         {
             let mut route = self.shared.route();
@@ -195,9 +215,7 @@ impl Supervisor {
             }
             *route = Route::During(tx);
         }
-        let code = self
-            .supervise(&spec, &policy, hooks, &shutdown, &mut rx)
-            .await;
+        let ended = self.supervise(&spec, &policy, hooks, stop, &mut rx).await;
         *self.shared.route() = Route::After;
         // Anything that arrived while we were finishing counts as arriving after.
         while let Ok(sig) = rx.try_recv() {
@@ -205,51 +223,18 @@ impl Supervisor {
                 self.shared.second.cancel();
             }
         }
-        code
+        ended
     }
 
-    /// Run a helper command to completion (status via the one reaper); returns (exit code, stdout).
-    ///
-    /// Its stdin is /dev/null, stderr is ours. Dropping the future (a timeout) SIGKILLs its
-    /// process group.
-    #[allow(dead_code)] // API for the backup engine's helper commands
-    pub async fn output(
-        &self,
-        program: &str,
-        args: &[&str],
-        env_set: &[(OsString, OsString)],
-    ) -> anyhow::Result<(i32, Vec<u8>)> {
-        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let (rd, wr) = spawn::stdout_pipe().context("creating a pipe for the command's output")?;
-        let cmd = spawn::Command {
-            program: program.as_ref(),
-            args: &args,
-            env_set,
-            env_remove: &[],
-            stdin_null: true,
-            stdout: Some(wr.as_raw_fd()),
-            foreground: false,
-        };
-        let prepared = spawn::Prepared::new(&cmd, &self.mask)?;
-        let (pid, report, exit) = self.shared.reaper.spawn_registered(|| prepared.fork())?;
-        drop(wr); // only the child writes; EOF when it is done
-        let mut running = Running { pgid: pid, exit };
-        report.wait()?;
-        let mut out = Vec::new();
-        tokio::net::unix::pipe::Receiver::from_owned_fd(rd)?
-            .read_to_end(&mut out)
-            .await
-            .with_context(|| format!("reading the output of {program}"))?;
-        let exit = (&mut running.exit)
-            .await
-            .context("the reaper dropped the status")?;
-        Ok((exit.code(), out))
+    /// Completes when the first stop signal (TERM/INT) arrives, before, during or after `run`.
+    pub fn stop_signal(&self) -> WaitForCancellationFutureOwned {
+        self.shared.first.clone().cancelled_owned()
     }
 
-    /// Cancelled when a stop signal (TERM/INT) arrives after `run` has returned, e.g. to cut a
-    /// final backup short on a second SIGTERM.
-    pub fn second_signal(&self) -> CancellationToken {
-        self.shared.second.clone()
+    /// Completes when a stop signal arrives after `run` has returned, e.g. to cut a final
+    /// backup short on a second SIGTERM.
+    pub fn second_stop_signal(&self) -> WaitForCancellationFutureOwned {
+        self.shared.second.clone().cancelled_owned()
     }
 
     /// Spawn the main child in its own process group; returns its pid (= pgid) and its status.
@@ -259,9 +244,6 @@ impl Supervisor {
             args: &spec.args,
             env_set: &spec.env_set,
             env_remove: &spec.env_remove,
-            stdin_null: false,
-            stdout: None,
-            foreground: true,
         };
         let prepared = spawn::Prepared::new(&cmd, &self.mask)?;
         let (pid, report, exit) = self.shared.reaper.spawn_registered(|| prepared.fork())?;
@@ -275,18 +257,17 @@ impl Supervisor {
         spec: &ChildSpec,
         policy: &Policy,
         hooks: &mut dyn Hooks,
-        shutdown: &CancellationToken,
+        stop: &CancellationToken,
         rx: &mut mpsc::UnboundedReceiver<i32>,
-    ) -> i32 {
+    ) -> Ended {
         let name = spec.program.to_string_lossy();
         let mut backoff = Backoff::new(policy);
         let mut last: Option<i32> = None;
         let mut restarts = 0u32;
         loop {
             // A stop requested before the (re)start: don't start anything.
-            if let Some(code) = pending_stop(rx, shutdown, last) {
-                shutdown.cancel();
-                return code;
+            if let Some(ended) = pending_stop(rx, stop, last) {
+                return ended;
             }
             let started = Instant::now();
             let (pid, exit_rx) = match self.spawn_main(spec) {
@@ -296,19 +277,21 @@ impl Supervisor {
                         127 => error!("{e}; install it or pass the command to run after --"),
                         _ => error!("{e}"),
                     }
-                    return e.exit_code();
+                    return Ended {
+                        code: e.exit_code(),
+                        why: Why::CannotStart,
+                    };
                 }
             };
             hooks.on_spawn(pid);
             info!(pid, "started {name}");
             let (exit, stopped) =
-                wait_child(pid, exit_rx, spec.hup_as, policy.stop_timeout, shutdown, rx).await;
+                wait_child(pid, exit_rx, spec.hup_as, policy.stop_timeout, stop, rx).await;
             kill_leftovers(pid);
             let code = exit.code();
-            if stopped {
+            if let Some(why) = stopped {
                 info!("{name} {exit} after the stop request");
-                shutdown.cancel();
-                return code;
+                return Ended { code, why };
             }
             last = Some(code);
             restarts += 1;
@@ -317,7 +300,10 @@ impl Supervisor {
                     let policy = clap::ValueEnum::to_possible_value(&policy.restart);
                     let policy = policy.as_ref().map_or("?", |v| v.get_name());
                     info!("{name} {exit}; not restarting (restart policy {policy})");
-                    return code;
+                    return Ended {
+                        code,
+                        why: Why::Exited,
+                    };
                 }
                 Decision::Now => {
                     warn!(
@@ -336,26 +322,9 @@ impl Supervisor {
                     delay
                 }
             };
-            if let Some(code) = wait_backoff(delay, rx, shutdown, code).await {
-                shutdown.cancel();
-                return code;
+            if let Some(ended) = wait_backoff(delay, rx, stop, code).await {
+                return ended;
             }
-        }
-    }
-}
-
-/// Guard for an `output()` child: SIGKILL its group if the caller gives up before it exited.
-struct Running {
-    pgid: i32,
-    exit: oneshot::Receiver<Exit>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Not reaped yet, so the pid (and group id) are still ours, not reused.
-        if let Err(oneshot::error::TryRecvError::Empty) = self.exit.try_recv() {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
         }
     }
 }
@@ -386,39 +355,43 @@ async fn collect(stream: signals::SignalStream, shared: Arc<Shared>) {
     }
 }
 
-/// A stop that is already pending (a queued TERM/INT, or `shutdown` cancelled): the code to
-/// exit with, the last child's or 128+signal when nothing ran yet.
+/// A stop that is already pending (a queued TERM/INT, or `stop` cancelled): the code to
+/// exit with is the last child's, or 128+signal when nothing ran yet.
 fn pending_stop(
     rx: &mut mpsc::UnboundedReceiver<i32>,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
     last: Option<i32>,
-) -> Option<i32> {
+) -> Option<Ended> {
     while let Ok(sig) = rx.try_recv() {
         if action(sig) == Action::Stop {
             info!(
                 "received {} with no child running: exiting",
                 signals::name(sig)
             );
-            return Some(last.unwrap_or(128 + sig));
+            return Some(Ended {
+                code: last.unwrap_or(128 + sig),
+                why: Why::Signal(sig),
+            });
         }
         debug!("no child running; ignoring {}", signals::name(sig));
     }
-    shutdown
-        .is_cancelled()
-        .then(|| last.unwrap_or(128 + libc::SIGTERM))
+    stop.is_cancelled().then(|| Ended {
+        code: last.unwrap_or(128 + libc::SIGTERM),
+        why: Why::Stopped,
+    })
 }
 
 /// Wait for the child's exit, forwarding signals to its group and stopping it on request.
-/// Returns its exit and whether it was stopped by us.
+/// Returns its exit and, when we stopped it, why.
 async fn wait_child(
     pgid: i32,
     mut exit: oneshot::Receiver<Exit>,
     hup_as: Option<Signal>,
     stop_timeout: Duration,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
     rx: &mut mpsc::UnboundedReceiver<i32>,
-) -> (Exit, bool) {
-    let mut stopping = false;
+) -> (Exit, Option<Why>) {
+    let mut stopping: Option<Why> = None;
     let kill_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(kill_timer);
     let mut kill_armed = false;
@@ -433,8 +406,8 @@ async fn wait_child(
                 return (exit, stopping);
             }
             Some(sig) = rx.recv() => {
-                if action(sig) == Action::Stop && !stopping {
-                    stopping = true;
+                if action(sig) == Action::Stop && stopping.is_none() {
+                    stopping = Some(Why::Signal(sig));
                     kill_armed = true;
                     kill_timer.as_mut().reset(Instant::now() + stop_timeout);
                     info!("received {}: stopping the child (SIGKILL in {stop_timeout:?})", signals::name(sig));
@@ -445,8 +418,8 @@ async fn wait_child(
                 };
                 forward(pgid, out);
             }
-            _ = shutdown.cancelled(), if !stopping => {
-                stopping = true;
+            _ = stop.cancelled(), if stopping.is_none() => {
+                stopping = Some(Why::Stopped);
                 kill_armed = true;
                 kill_timer.as_mut().reset(Instant::now() + stop_timeout);
                 info!("shutting down: stopping the child (SIGKILL in {stop_timeout:?})");
@@ -465,9 +438,9 @@ async fn wait_child(
 async fn wait_backoff(
     delay: Duration,
     rx: &mut mpsc::UnboundedReceiver<i32>,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
     last: i32,
-) -> Option<i32> {
+) -> Option<Ended> {
     let until = Instant::now() + delay;
     loop {
         tokio::select! {
@@ -475,11 +448,11 @@ async fn wait_backoff(
             Some(sig) = rx.recv() => {
                 if action(sig) == Action::Stop {
                     info!("received {} while waiting to restart: exiting with {last}", signals::name(sig));
-                    return Some(last);
+                    return Some(Ended { code: last, why: Why::Signal(sig) });
                 }
                 debug!("no child running; ignoring {}", signals::name(sig));
             }
-            _ = shutdown.cancelled() => return Some(last),
+            _ = stop.cancelled() => return Some(Ended { code: last, why: Why::Stopped }),
         }
     }
 }
@@ -570,7 +543,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -597,6 +569,8 @@ mod tests {
     #[test]
     fn restart_decisions() {
         use RestartPolicy::*;
+        struct NoHooks;
+        impl Hooks for NoHooks {}
         let mut none = NoHooks;
         assert_eq!(decide(Never, 1, &mut none), Decision::Exit);
         assert_eq!(decide(OnFailure, 0, &mut none), Decision::Exit);
@@ -672,82 +646,6 @@ mod tests {
             .unwrap()
     }
 
-    /// `output()` end to end: fork/exec, stdout through the pipe, status through the reaper.
-    #[test]
-    fn output_gets_stdout_and_status_through_the_reaper() {
-        if !in_own_process("supervisor::tests::output_gets_stdout_and_status_through_the_reaper") {
-            return;
-        }
-        runtime().block_on(async {
-            let sup = test_supervisor();
-            let got = sup
-                .output("sh", &["-c", "echo hello; echo to-stderr >&2; exit 3"], &[])
-                .await
-                .unwrap();
-            assert_eq!(got, (3, b"hello\n".to_vec()));
-            let env = [(OsString::from("X_TEST"), OsString::from("42"))];
-            assert_eq!(
-                sup.output("sh", &["-c", "echo $X_TEST"], &env)
-                    .await
-                    .unwrap(),
-                (0, b"42\n".to_vec())
-            );
-            // stdin is /dev/null: `cat` ends at once.
-            assert_eq!(sup.output("cat", &[], &[]).await.unwrap(), (0, Vec::new()));
-            let err = sup
-                .output("no-such-program-xyz", &[], &[])
-                .await
-                .unwrap_err();
-            assert!(
-                err.to_string()
-                    .contains("no-such-program-xyz: not found on PATH"),
-                "{err}"
-            );
-            assert_eq!(
-                sup.output("sh", &["-c", "kill -TERM $$"], &[])
-                    .await
-                    .unwrap()
-                    .0,
-                128 + libc::SIGTERM
-            );
-
-            // Many at once: each status and output reaches its own caller.
-            let runs = (0..20).map(|i| {
-                let n = i.to_string();
-                let sup = &sup;
-                async move {
-                    (
-                        i,
-                        sup.output("sh", &["-c", "echo $1; exit $1", "sh", &n], &[])
-                            .await
-                            .unwrap(),
-                    )
-                }
-            });
-            for (i, (code, out)) in futures_util::future::join_all(runs).await {
-                assert_eq!(
-                    (code, String::from_utf8(out).unwrap()),
-                    (i, format!("{i}\n"))
-                );
-            }
-
-            // Giving up on a command (dropping the future) kills it, and it is reaped.
-            let dir = tempfile::tempdir().unwrap();
-            let pid_file = dir.path().join("pid");
-            let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
-            let args = ["-c", script.as_str()];
-            tokio::select! {
-                r = sup.output("sh", &args, &[]) => panic!("sleep 30 returned: {r:?}"),
-                _ = poll(|| pid_file.exists()) => {}
-            }
-            let pid = std::fs::read_to_string(&pid_file)
-                .unwrap()
-                .trim()
-                .to_string();
-            poll(|| !Path::new(&format!("/proc/{pid}")).exists()).await;
-        });
-    }
-
     struct Count {
         spawns: u32,
         repairs: u32,
@@ -772,9 +670,10 @@ mod tests {
         }
     }
 
-    /// `run`'s stop paths: a stop signal that came before it (during restore), `shutdown`
-    /// cancelled by another task, a stop signal after it (`second_signal`); and the one
-    /// immediate retry after a repaired config error.
+    /// `run`'s stop paths and how it reports them: a stop signal that came before it (during
+    /// restore), `stop` cancelled by another task, a stop signal after it
+    /// (`second_stop_signal`); and the one immediate retry after a repaired config error. The
+    /// supervisor never cancels the caller's token.
     #[test]
     fn run_stops_and_retries_as_asked() {
         if !in_own_process("supervisor::tests::run_stops_and_retries_as_asked") {
@@ -783,25 +682,31 @@ mod tests {
         runtime().block_on(async {
             let policy = Policy::new(RestartPolicy::Always, Duration::from_secs(5));
 
-            // TERM before `run`: nothing starts, 128+15, `shutdown` cancelled for the others.
+            // TERM before `run`: nothing starts, 128+15, reported as the signal.
             let sup = test_supervisor();
             sup.shared.deliver(libc::SIGTERM);
+            assert!(sup.shared.first.is_cancelled(), "`stop_signal` completes");
             let mut hooks = Count {
                 spawns: 0,
                 repairs: 0,
             };
-            let shutdown = CancellationToken::new();
+            let stop = CancellationToken::new();
+            let ended = sup
+                .run(sh("exit 0"), policy.clone(), &mut hooks, &stop)
+                .await;
             assert_eq!(
-                sup.run(sh("exit 0"), policy.clone(), &mut hooks, shutdown.clone())
-                    .await,
-                143
+                ended,
+                Ended {
+                    code: 143,
+                    why: Why::Signal(libc::SIGTERM)
+                }
             );
             assert_eq!(hooks.spawns, 0);
-            assert!(shutdown.is_cancelled());
-            // TERM after `run`: `second_signal`.
-            assert!(!sup.second_signal().is_cancelled());
+            assert!(!stop.is_cancelled(), "the caller's token is the caller's");
+            // TERM after `run`: `second_stop_signal`.
+            assert!(!sup.shared.second.is_cancelled());
             sup.shared.deliver(libc::SIGTERM);
-            assert!(sup.second_signal().is_cancelled());
+            sup.second_stop_signal().await;
 
             // `shutdown` cancelled elsewhere: the child gets SIGTERM, its code comes back.
             drop(sup);
@@ -812,21 +717,21 @@ mod tests {
                 "trap 'exit 7' TERM; touch {}; while :; do sleep 1 & wait; done",
                 ready.display()
             );
-            let shutdown = CancellationToken::new();
-            let stop = async {
+            let stop = CancellationToken::new();
+            let stopper = async {
                 poll(|| ready.exists()).await;
-                shutdown.cancel();
+                stop.cancel();
             };
             let mut hooks = Count {
                 spawns: 0,
                 repairs: 0,
             };
-            let (code, ()) = tokio::join!(
-                sup.run(sh(&script), policy.clone(), &mut hooks, shutdown.clone()),
-                stop
+            let (ended, ()) = tokio::join!(
+                sup.run(sh(&script), policy.clone(), &mut hooks, &stop),
+                stopper
             );
-            assert_eq!((code, hooks.spawns), (7, 1));
-            assert!(!sup.second_signal().is_cancelled());
+            assert_eq!((ended.code, ended.why, hooks.spawns), (7, Why::Stopped, 1));
+            assert!(!sup.shared.first.is_cancelled() && !sup.shared.second.is_cancelled());
 
             // Exit 78 whose cause the hook repaired: one retry at once, then no more.
             drop(sup);
@@ -836,15 +741,18 @@ mod tests {
                 repairs: 0,
             };
             let t0 = Instant::now();
-            let code = sup
+            let ended = sup
                 .run(
                     sh("exit 78"),
                     policy.clone(),
                     &mut hooks,
-                    CancellationToken::new(),
+                    &CancellationToken::new(),
                 )
                 .await;
-            assert_eq!((code, hooks.spawns, hooks.repairs), (EX_CONFIG, 2, 2));
+            assert_eq!(
+                (ended.code, ended.why, hooks.spawns, hooks.repairs),
+                (EX_CONFIG, Why::Exited, 2, 2)
+            );
             assert!(
                 t0.elapsed() < policy.backoff_initial,
                 "the retry waited: {:?}",

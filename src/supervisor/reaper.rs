@@ -1,5 +1,5 @@
 //! The one reaper: `waitpid(-1, WNOHANG)` until nothing is left, on every SIGCHLD, and route each
-//! status to whoever waits for that pid (the main child, an `output()` command). Everything else
+//! status to whoever waits for that pid (the main child). Everything else
 //! (re-parented orphans) is reaped and forgotten.
 //!
 //! Race: a child can exit before its waiter is registered. [`Reaper::spawn_registered`] forks
@@ -104,7 +104,7 @@ impl Reaper {
             };
             n += 1;
             match self.lock().remove(&pid) {
-                // The receiver may be gone (an `output()` future dropped): nothing to do.
+                // The receiver may be gone (its waiter gave up): nothing to do.
                 Some(tx) => {
                     let _ = tx.send(exit);
                 }

@@ -46,13 +46,6 @@ pub(super) struct Command<'a> {
     pub args: &'a [OsString],
     pub env_set: &'a [(OsString, OsString)],
     pub env_remove: &'a [OsString],
-    /// Give the child stdin from /dev/null instead of ours.
-    pub stdin_null: bool,
-    /// Give the child this fd as stdout instead of ours.
-    pub stdout: Option<RawFd>,
-    /// Make the child's group the terminal's foreground group when stdin is a terminal (so a
-    /// shell under `docker run -it` can read it), as tini does.
-    pub foreground: bool,
 }
 
 /// Built before `fork`: the child must not allocate.
@@ -63,9 +56,6 @@ pub(super) struct Prepared {
     argv_ptrs: Vec<*const libc::c_char>,
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const libc::c_char>,
-    stdin: Option<OwnedFd>,
-    stdout: Option<RawFd>,
-    foreground: bool,
     mask: libc::sigset_t,
     sig_max: i32,
 }
@@ -98,11 +88,6 @@ impl Prepared {
             .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()))
             .collect::<Result<_, _>>()
             .map_err(|_| nul("an environment variable"))?;
-        let stdin = if cmd.stdin_null {
-            Some(std::fs::File::open("/dev/null").map_err(failed)?.into())
-        } else {
-            None
-        };
         Ok(Prepared {
             path: CString::new(path.as_os_str().as_bytes()).map_err(|_| nul("the program path"))?,
             argv_ptrs: argv
@@ -117,9 +102,6 @@ impl Prepared {
                 .chain([std::ptr::null()])
                 .collect(),
             _envp: envp,
-            stdin,
-            stdout: cmd.stdout,
-            foreground: cmd.foreground,
             mask: *mask.as_ref(),
             sig_max: libc::SIGRTMAX(),
             display,
@@ -156,19 +138,14 @@ impl Prepared {
     /// In the child, between fork and exec. Errors before exec are ignored on purpose (no
     /// terminal, an fd already in place): they don't stop the program from running.
     unsafe fn exec_child(&self, report: RawFd) -> ! {
-        // Only take the terminal if our group has it (not when we run as a background job).
-        let take_tty =
-            self.foreground && libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp();
+        // The child's group takes the terminal when stdin is one (so a shell under
+        // `docker run -it` can read it), as tini does; only if our group has it (not when we
+        // run as a background job).
+        let take_tty = libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp();
         libc::setpgid(0, 0);
         if take_tty {
             // Allowed from a background group because SIGTTOU is still blocked here.
             libc::tcsetpgrp(0, libc::getpid());
-        }
-        if let Some(fd) = &self.stdin {
-            libc::dup2(fd.as_raw_fd(), 0);
-        }
-        if let Some(fd) = self.stdout {
-            libc::dup2(fd, 1);
         }
         // Default dispositions for everything: the Rust runtime ignores SIGPIPE, a parent may
         // have left others ignored, and an ignored signal stays ignored across exec. The raw
@@ -277,12 +254,6 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, SpawnError>
             path.to_string_lossy().into_owned(),
         )),
     }
-}
-
-/// A pipe for capturing a child's stdout: (read end, write end), both close-on-exec (the child
-/// gets the write end through `dup2`, which clears the flag on its copy).
-pub(super) fn stdout_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 #[cfg(test)]

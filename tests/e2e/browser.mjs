@@ -3,7 +3,8 @@
 //
 //   node browser.mjs '<json scenario>'     (E2E_NODE_MODULES = dir holding playwright-core)
 //
-// Scenario fields: url, host ("space.test"), proxy ("192.168.77.1"), profile (user-data dir;
+// Scenario fields: url, host ("space.test"), hub + embedded (the app in the iframe of the hub's
+// page at `url`), proxy ("192.168.77.1"), profile (user-data dir;
 // reuse it to be the same browser again), token (null: leave the secret empty), expect
 // ("connected" | "denied"), message + reply (send one, wait for the other), history (texts that
 // must be on the page after connecting), shots (dir), name (screenshot prefix), deadlineMs.
@@ -23,14 +24,16 @@ const ctx = await chromium.launchPersistentContext(s.profile, {
   viewport: { width: 1280, height: 800 },
   args: [
     '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-    // The Space's host name resolves to the proxy, with no /etc/hosts edit.
-    `--host-resolver-rules=MAP ${s.host} ${s.proxy}`,
+    // The Space's host name (and the Hub's) resolve to the proxy, with no /etc/hosts edit.
+    `--host-resolver-rules=MAP ${s.host} ${s.proxy}${s.hub ? `, MAP ${s.hub} ${s.proxy}` : ''}`,
     // HF serves https; here the proxy is plain http. The Control UI needs a secure context
-    // (WebCrypto for its device identity), so treat this one origin as secure.
-    `--unsafely-treat-insecure-origin-as-secure=http://${s.host}`,
+    // (WebCrypto for its device identity), so treat these origins as secure.
+    `--unsafely-treat-insecure-origin-as-secure=http://${s.host}${s.hub ? `,http://${s.hub}` : ''}`,
   ],
 });
 const page = ctx.pages()[0] ?? (await ctx.newPage());
+// `embedded`: `url` is the Hub's page and the app is in its iframe (the Space page's App tab).
+const ui = s.embedded ? page.frameLocator('iframe') : page;
 
 // What the gateway says to this browser: every connect answer, and whether hello-ok ever came.
 const connectErrors = [];
@@ -62,14 +65,14 @@ try {
   }
   say('page');
 
-  const tokenBox = page.getByPlaceholder('Paste the token');
-  const connected = page.getByText('Connected', { exact: true });
+  const tokenBox = ui.getByPlaceholder('Paste the token');
+  const connected = ui.getByText('Connected', { exact: true });
   // A known browser may connect by itself; a new one is asked for the secret.
   await tokenBox.or(connected).first().waitFor({ timeout: left() });
   if (await tokenBox.isVisible()) {
     say('token-form');
     if (s.token) await tokenBox.fill(s.token);
-    await page.getByRole('button', { name: 'Connect', exact: true }).click();
+    await ui.getByRole('button', { name: 'Connect', exact: true }).click();
   }
 
   if (s.expect === 'denied') {
@@ -90,10 +93,10 @@ try {
   await page.screenshot({ path: `${s.shots}/${s.name}-connected.png` });
 
   for (const text of s.history ?? []) {
-    const seen = page.getByText(text).first();
+    const seen = ui.getByText(text).first();
     if (!(await seen.isVisible())) {
       // Not on the landing view: open the main session from the sidebar.
-      const main = page.getByText('Main Session').first();
+      const main = ui.getByText('Main Session').first();
       if (await main.isVisible()) await main.click();
     }
     await seen.waitFor({ timeout: left() });
@@ -102,11 +105,11 @@ try {
   if (s.history?.length) await page.screenshot({ path: `${s.shots}/${s.name}-history.png` });
 
   if (s.message) {
-    const box = page.getByPlaceholder(/^Message/).first();
+    const box = ui.getByPlaceholder(/^Message/).first();
     await box.fill(s.message);
     await box.press('Enter');
     say('sent');
-    await page.getByText(s.reply).first().waitFor({ timeout: left() });
+    await ui.getByText(s.reply).first().waitFor({ timeout: left() });
     say('reply');
     await page.screenshot({ path: `${s.shots}/${s.name}-chat.png` });
   }

@@ -33,6 +33,7 @@
 
 pub mod faults;
 mod routes;
+pub mod spaces;
 pub mod xet;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -212,6 +213,8 @@ struct State {
     shards_seen: HashSet<PathBuf>,
     requests: Vec<RequestRecord>,
     commit_counter: u64,
+    /// Space SDKs, Secrets and Variables (`spaces.rs`).
+    spaces: spaces::SpacesState,
 }
 
 struct Inner {

@@ -27,6 +27,7 @@ use super::{
 
 mod download;
 mod repos;
+mod spaces;
 mod upload;
 
 use download::{cdn, resolve};
@@ -115,6 +116,13 @@ fn route(hub: &Hub, req: &Req) -> Response {
             Some(rt) => info(hub, req, rt, &format!("{owner}/{name}"), "main"),
             None => not_found_route(req),
         },
+        ["api", "validate-yaml"] if m == Method::POST => spaces::validate_yaml(req),
+        ["api", "spaces", owner, name, "secrets"] => {
+            spaces::secrets(hub, req, &format!("{owner}/{name}"))
+        }
+        ["api", "spaces", owner, name, "variables"] => {
+            spaces::variables(hub, req, &format!("{owner}/{name}"))
+        }
         ["api", t, owner, name, action, rest @ ..] => {
             let Some(rt) = RepoType::from_plural(t) else {
                 return not_found_route(req);

@@ -31,6 +31,11 @@ pub(super) fn create_repo(hub: &Hub, req: &Req) -> Response {
     let private = body["private"].as_bool().unwrap_or(false)
         || body["visibility"].as_str() == Some("private");
     let url = format!("{}/{}{id}", hub.endpoint, rt.url_prefix());
+    if rt == RepoType::Space {
+        if let Err(r) = super::spaces::on_create(hub, req, &body, &id) {
+            return *r;
+        }
+    }
     if !hub.create_repo(rt, &id, private) {
         let msg = format!(
             "You already created this {} repo",
@@ -85,12 +90,15 @@ pub(super) fn info(hub: &Hub, req: &Req, rt: RepoType, id: &str, rev: &str) -> R
         .map(|p| json!({"rfilename": p}))
         .collect();
     let owner = id.split('/').next().unwrap_or_default();
-    let body = json!({
+    let mut body = json!({
         "id": id, "_id": format!("fake-{id}"), "author": owner, "sha": oid,
         "private": repo.private, "gated": false, "disabled": false,
         "lastModified": commit.date, "createdAt": repo.created_at,
         "siblings": siblings, "tags": [], "downloads": 0, "likes": 0,
     });
+    if rt == RepoType::Space {
+        super::spaces::add_info(&st, id, &mut body);
+    }
     json_response(200, &body, &[])
 }
 
