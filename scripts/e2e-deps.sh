@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the end-to-end test (tests/e2e_space.rs) needs, idempotently:
-#   - Debian packages nginx, chromium, iproute2 (apt-get update runs once, only if one is missing);
+#   - Debian packages nginx, chromium, iproute2, bindfs (the FUSE mount of tests/netfs_datadir.rs);
+#     apt-get update runs once, only if one is missing;
 #   - playwright-core (the driver only; the browser is Debian's /usr/bin/chromium, so never
 #     `npx playwright install`) into $HOME/.cache/openclaw-space/e2e-node.
 # Prints the node_modules dir to use as NODE_PATH for tests/e2e/browser.mjs.
@@ -14,6 +15,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v bindfs >/dev/null || missing+=(bindfs)
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "e2e-deps: need root to apt-get install ${missing[*]}" >&2; exit 1; }
   export DEBIAN_FRONTEND=noninteractive

@@ -132,7 +132,11 @@ pub fn main() -> i32 {
 }
 
 async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> {
-    let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
+    let data = datadir::resolve(
+        &settings.data_dir_candidate,
+        settings.home.as_deref(),
+        datadir::Choice::of(settings),
+    )?;
     let job = data.job(&settings.backup.excludes);
     match command {
         Command::Run(_) => unreachable!("handled before the runtime starts"),
@@ -159,7 +163,7 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
             Ok(0)
         }
         Command::Backup { force } => {
-            let store = open_store(settings).await?;
+            let store = open_store(settings, &data).await?;
             let outcome = backup::backup_once(&job, store.as_ref(), force).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(0)
@@ -167,12 +171,12 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
         Command::Restore {
             list: true, json, ..
         } => {
-            let store = open_store(settings).await?;
+            let store = open_store(settings, &data).await?;
             print_versions(store.as_ref(), json).await?;
             Ok(0)
         }
         Command::Restore { force, version, .. } => {
-            let store = open_store(settings).await?;
+            let store = open_store(settings, &data).await?;
             if !force && data.meta().run_lock_held() {
                 anyhow::bail!(
                     "a gateway is running on {}; stop it first or pass --force",
@@ -185,7 +189,7 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
             Ok(0)
         }
         Command::Verify { version } => {
-            let store = open_store(settings).await?;
+            let store = open_store(settings, &data).await?;
             let pick = version.map_or(restore::Pick::Newest, restore::Pick::Exactly);
             let outcome = restore::verify(&job, store.as_ref(), &pick).await?;
             println!("{}", serde_json::to_string(&outcome)?);
@@ -305,10 +309,12 @@ async fn service_status(settings: &Settings) -> Option<serde_json::Value> {
     r.json().await.ok()
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Box<dyn store::Store>> {
-    store::open(settings.backup.store.as_ref()).await?.context(
-        "no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR",
-    )
+async fn open_store(settings: &Settings, data: &DataDir) -> anyhow::Result<Box<dyn store::Store>> {
+    store::open(data.store_settings(&settings.backup).as_ref())
+        .await?
+        .context(
+            "no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR",
+        )
 }
 
 fn print_status(

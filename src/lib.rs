@@ -7,7 +7,8 @@
 //!   and a final one; it owns the one shutdown signal;
 //! - `backup`, `restore`: the engine (its glossary is in `backup`); `supervisor` (a generic
 //!   init), `keepalive`, `pairing`: the service's other jobs;
-//! - `datadir`: where state lives; `meta`: the only owner of `.openclaw-space/` (every name
+//! - `datadir`: where state lives (`mounts`: whether a path is on a network or FUSE
+//!   filesystem); `meta`: the only owner of `.openclaw-space/` (every name
 //!   in it and how durable each file is);
 //! - `store` (one file per backend), `archive` (the archive format), `snapshot` (the state
 //!   dir as a tree, and the fingerprint of the last upload);
@@ -28,6 +29,7 @@ pub mod keepalive;
 pub mod livedb;
 pub mod logging;
 pub mod meta;
+pub mod mounts;
 pub mod openclaw;
 pub mod pairing;
 pub mod restore;

@@ -84,12 +84,16 @@ async fn service(
         );
     }
 
-    let data = datadir::resolve(&settings.data_dir_candidate, settings.home.as_deref())?;
+    let data = datadir::resolve(
+        &settings.data_dir_candidate,
+        settings.home.as_deref(),
+        datadir::Choice::of(settings),
+    )?;
     info!(data_dir = %data.root.display(), "data dir: {}", data.reason);
     let job = data.job(&settings.backup.excludes);
     let _run_lock = job.meta.hold_run_lock(&data.root)?;
     let door = open_front_door(settings, is_openclaw, &job).await?;
-    let store = store::open(settings.backup.store.as_ref()).await?;
+    let store = store::open(data.store_settings(&settings.backup).as_ref()).await?;
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
         Some(s) => {

@@ -178,8 +178,10 @@ pub struct HfSettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupSettings {
-    /// None: backups are off.
+    /// None: backups are off (unless the data dir offers a network volume's folder).
     pub store: Option<StoreSettings>,
+    /// `ENTRYPOINT_BACKUP_KEEP`: versions a dir store keeps, also one chosen by the data dir.
+    pub keep: usize,
     /// Time between periodic backups (a random jitter of up to 10 % is added).
     #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
@@ -224,6 +226,9 @@ pub struct Settings {
     pub data_dir_candidate: PathBuf,
     /// `$HOME`, the fallback data dir.
     pub home: Option<PathBuf>,
+    /// `ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS`: keep the live state on the candidate even
+    /// when it is a network or FUSE filesystem (see `datadir`).
+    pub live_state_on_network_fs: bool,
     pub backup: BackupSettings,
     pub keepalive: Option<KeepaliveSettings>,
     /// Approve pending Control-UI pairing requests that passed token auth (see README).
@@ -421,6 +426,9 @@ impl Settings {
             log_filter: env.get("ENTRYPOINT_LOG").unwrap_or("info").to_string(),
             data_dir_candidate: PathBuf::from(env.get("ENTRYPOINT_DATA_DIR").unwrap_or("/data")),
             home: env.get("HOME").map(PathBuf::from),
+            live_state_on_network_fs: env
+                .flag("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS")?
+                .unwrap_or(false),
             backup: backup(env, hf_token.as_ref())?,
             keepalive: keepalive(env, space_host.as_deref(), hf_token.as_ref())?,
             auto_pair: env.flag("ENTRYPOINT_AUTO_PAIR")?.unwrap_or(true),
@@ -583,6 +591,7 @@ fn backup(env: &Env, hf_token: Option<&Secret>) -> Result<BackupSettings, Settin
     }
     Ok(BackupSettings {
         store,
+        keep: backup_keep(env)?,
         interval,
         excludes,
         final_deadline: env.duration("ENTRYPOINT_BACKUP_DEADLINE", Duration::from_secs(12))?,

@@ -63,6 +63,13 @@ impl DirStore {
         match fs::read_link(self.root.join(CURRENT)) {
             // Resolve the pointer once: both files are then read from the same version.
             Ok(target) => Ok(Some(self.root.join(target))),
+            // No pointer, but versions: a mount that keeps symlinks in memory only (hf-mount)
+            // lost it, or a put stopped before it. The newest version is the latest (a
+            // restore verifies it and falls back to the older ones).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.has_versions() => {
+                let newest = version_names(&self.root.join(VERSIONS)).pop();
+                Ok(newest.map(|n| self.root.join(VERSIONS).join(n)))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let archive = self.root.join(ARCHIVE_NAME);
                 let sidecar = self.root.join(SIDECAR_NAME);
@@ -81,6 +88,11 @@ impl DirStore {
             }
             Err(e) => Err(io_err(&self.root.join(CURRENT), e)),
         }
+    }
+
+    /// Whether `.versions/` holds a published version (a folder not starting with a dot).
+    fn has_versions(&self) -> bool {
+        !version_names(&self.root.join(VERSIONS)).is_empty()
     }
 
     fn read_sidecar(dir: &Path) -> Result<String, StoreError> {
@@ -158,7 +170,7 @@ impl DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.root, e)),
         }
-        if fs::symlink_metadata(self.root.join(CURRENT)).is_err() {
+        if fs::symlink_metadata(self.root.join(CURRENT)).is_err() && !self.has_versions() {
             return Ok(self.seed_version()?.into_iter().collect());
         }
         let mut out = Vec::new();
@@ -627,6 +639,34 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    /// A mount that keeps symlinks in memory only (hf-mount) loses `current` and the seed-name
+    /// links on a restart: the versions are still there, the newest is the latest, and the
+    /// next put publishes on top of them.
+    #[tokio::test]
+    async fn a_lost_pointer_falls_back_to_the_newest_version() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("b");
+        let store = DirStore::new(root.clone(), 3);
+        let a = d.path().join("a.tar.gz");
+        let ids: Vec<String> = (0..2).map(|i| put(&store, &a, &format!("v{i}"))).collect();
+        for name in [CURRENT, ARCHIVE_NAME, SIDECAR_NAME] {
+            fs::remove_file(root.join(name)).unwrap();
+        }
+        let head = store.head().await.unwrap().expect("versions are backups");
+        assert_eq!(head.id, ids[1]);
+        assert_eq!(head.sha256, Some(hex::encode(Sha256::digest("v1"))));
+        let listed = store.list_versions().await.unwrap();
+        assert_eq!(
+            listed.iter().map(|v| &v.id).collect::<Vec<_>>(),
+            vec![&ids[1], &ids[0]]
+        );
+        let got = store.fetch_latest(d.path()).await.unwrap().unwrap();
+        assert_eq!(fs::read(&got.archive).unwrap(), b"v1");
+        let id = put(&store, &a, "v2");
+        assert_eq!(store.head().await.unwrap().unwrap().id, id);
+        assert_eq!(store.list_versions().await.unwrap().len(), 3);
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! - Messages are one line, say what to do, and never contain the token (scrubbed as a last
 //!   line of defence).
 
-mod failure;
+pub(super) mod failure;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -207,6 +207,7 @@ impl HfStore {
     /// Turn a failure into the store's error, as one scrubbed line.
     fn fail(&self, what: &str, f: Failure) -> StoreError {
         let cx = Context {
+            kind: "dataset",
             dataset: &self.dataset,
             endpoint: &self.endpoint,
             has_token: self.token.is_some(),

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 
 /// A failed Hub call, classified.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(in crate::store) enum Failure {
     /// 404 for the dataset (or its branch).
     RepoMissing,
     /// 404 for a file.
@@ -38,9 +38,11 @@ pub(super) enum Failure {
 }
 
 impl Failure {
-    pub(super) fn from_hf(e: HFError) -> Failure {
+    pub(in crate::store) fn from_hf(e: HFError) -> Failure {
         match e {
-            HFError::RepoNotFound { .. } | HFError::RevisionNotFound { .. } => Failure::RepoMissing,
+            HFError::RepoNotFound { .. }
+            | HFError::RevisionNotFound { .. }
+            | HFError::BucketNotFound { .. } => Failure::RepoMissing,
             HFError::EntryNotFound { .. } => Failure::EntryMissing,
             HFError::AuthRequired { .. } => Failure::Unauthorized,
             HFError::Forbidden { .. } => Failure::Forbidden,
@@ -71,7 +73,11 @@ impl Failure {
     }
 
     /// The status of a raw reqwest response (super-squash has no hf-hub call).
-    pub(super) fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> Failure {
+    pub(in crate::store) fn from_status(
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &str,
+    ) -> Failure {
         match status {
             401 => Failure::Unauthorized,
             403 => Failure::Forbidden,
@@ -88,7 +94,7 @@ impl Failure {
 
     /// Worth another try within the same call? Not a timeout: the stall already cost a full
     /// `ENTRYPOINT_HF_TIMEOUT`, so the call fails (`Unavailable`) and the next backup retries.
-    pub(super) fn is_transient(&self) -> bool {
+    pub(in crate::store) fn is_transient(&self) -> bool {
         matches!(
             self,
             Failure::Server(_) | Failure::Network(_) | Failure::RateLimited(_)
@@ -97,7 +103,10 @@ impl Failure {
 }
 
 /// What the store knows when it turns a failure into a message.
-pub(super) struct Context<'a> {
+pub(in crate::store) struct Context<'a> {
+    /// `dataset` or `bucket`: what `dataset` names (and which variable, `HF_DATASET` or
+    /// `HF_BUCKET`, configures it).
+    pub kind: &'a str,
     pub dataset: &'a str,
     pub endpoint: &'a str,
     pub has_token: bool,
@@ -110,57 +119,63 @@ const TOKENS_URL: &str = "https://huggingface.co/settings/tokens";
 impl Failure {
     /// One line saying what happened and what to do. Never contains the token: messages are
     /// built from our own words plus server/transport text, and the store scrubs them again.
-    pub(super) fn into_store_error(self, cx: &Context<'_>) -> StoreError {
+    pub(in crate::store) fn into_store_error(self, cx: &Context<'_>) -> StoreError {
         let Context {
+            kind,
             dataset,
             endpoint,
             what,
             ..
         } = *cx;
+        let var = if kind == "bucket" {
+            "HF_BUCKET"
+        } else {
+            "HF_DATASET"
+        };
         match self {
             Failure::Unauthorized if !cx.has_token => StoreError::Unauthorized(format!(
-                "HF_TOKEN is not set, so {what} on dataset {dataset} was refused (401): create a token with write access at {TOKENS_URL} and set it as the HF_TOKEN secret"
+                "HF_TOKEN is not set, so {what} on {kind} {dataset} was refused (401): create a token with write access at {TOKENS_URL} and set it as the HF_TOKEN secret"
             )),
             Failure::Unauthorized => StoreError::Unauthorized(format!(
-                "HF_TOKEN was rejected (401) during {what} on dataset {dataset}: create a token with write access at {TOKENS_URL} and set it as the HF_TOKEN secret"
+                "HF_TOKEN was rejected (401) during {what} on {kind} {dataset}: create a token with write access at {TOKENS_URL} and set it as the HF_TOKEN secret"
             )),
             Failure::Forbidden => StoreError::Forbidden(format!(
-                "HF_TOKEN may not do {what} on dataset {dataset} (403): give the token write access to it (a fine-grained token needs write permission on this repo) at {TOKENS_URL}"
+                "HF_TOKEN may not do {what} on {kind} {dataset} (403): give the token write access to it (a fine-grained token needs write permission on this repo) at {TOKENS_URL}"
             )),
             Failure::RepoMissing => StoreError::Missing(format!(
-                "dataset {dataset} does not exist on {endpoint} ({what}): it is created (private) by the first backup; check HF_DATASET if you expected it to exist"
+                "{kind} {dataset} does not exist on {endpoint} ({what}): it is created (private) by the first backup; check {var} if you expected it to exist"
             )),
             Failure::EntryMissing => StoreError::Missing(format!(
-                "a file of the backup in dataset {dataset} disappeared during {what} (someone deleted it?); the next backup writes a new one"
+                "a file of the backup in {kind} {dataset} disappeared during {what} (someone deleted it?); the next backup writes a new one"
             )),
             Failure::Conflict => StoreError::Conflict(format!(
-                "dataset {dataset} changed under us during {what}: another writer (a second Space or container, or a manual upload) uses it; nothing was overwritten"
+                "{kind} {dataset} changed under us during {what}: another writer (a second Space or container, or a manual upload) uses it; nothing was overwritten"
             )),
             Failure::RateLimited(after) => {
                 let after = after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default();
                 StoreError::Unavailable(format!(
-                    "the Hub rate-limited {what} on dataset {dataset} (429{after}): backups pause until then; if this keeps happening raise ENTRYPOINT_BACKUP_INTERVAL"
+                    "the Hub rate-limited {what} on {kind} {dataset} (429{after}): backups pause until then; if this keeps happening raise ENTRYPOINT_BACKUP_INTERVAL"
                 ))
             }
             Failure::Server(status) => StoreError::Unavailable(format!(
-                "the Hub answered {status} to {what} on dataset {dataset}, also after retries: the Hub is having trouble; try again later"
+                "the Hub answered {status} to {what} on {kind} {dataset}, also after retries: the Hub is having trouble; try again later"
             )),
             Failure::Network(detail) => StoreError::Unavailable(format!(
-                "cannot reach {endpoint} for {what} on dataset {dataset} ({detail}): check the network and HF_ENDPOINT"
+                "cannot reach {endpoint} for {what} on {kind} {dataset} ({detail}): check the network and HF_ENDPOINT"
             )),
             Failure::Timeout(after) => StoreError::Unavailable(format!(
-                "{what} on dataset {dataset} timed out after {}s (ENTRYPOINT_HF_TIMEOUT): the Hub or the network is slow or stalled; try again later",
+                "{what} on {kind} {dataset} timed out after {}s (ENTRYPOINT_HF_TIMEOUT): the Hub or the network is slow or stalled; try again later",
                 after.as_secs_f32()
             )),
             Failure::Other(detail) => StoreError::Other(format!(
-                "{what} on dataset {dataset} failed: {detail}"
+                "{what} on {kind} {dataset} failed: {detail}"
             )),
         }
     }
 }
 
 /// An error and its sources on one line ("a: b: c"), without repeating identical parts.
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(in crate::store) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
@@ -179,6 +194,7 @@ mod tests {
 
     fn cx(has_token: bool) -> Context<'static> {
         Context {
+            kind: "dataset",
             dataset: "alice/claw",
             endpoint: "https://huggingface.co",
             has_token,

@@ -1,0 +1,244 @@
+//! The data dir on a network or FUSE filesystem (issue 15, part A), with a real FUSE mount:
+//! Debian's `bindfs` stands in for a Hugging Face bucket volume (hf-mount). The live state goes
+//! to `$HOME`, the mount takes the backups, the opt-in keeps the live state there, and a plain
+//! folder is still chosen as before.
+//!
+//! Mounting needs root and `/dev/fuse` (scripts/e2e-deps.sh installs bindfs): without them the
+//! FUSE tests say SKIP and pass, like the namespace tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A bindfs mount of `src` on `mnt`, unmounted on drop.
+struct Fuse {
+    mnt: PathBuf,
+}
+
+impl Fuse {
+    /// Mount, or None (with a SKIP line saying why) when this machine cannot.
+    fn mount(src: &Path, mnt: &Path) -> Option<Fuse> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIP: not root, cannot mount a FUSE filesystem");
+            return None;
+        }
+        if !Path::new("/dev/fuse").exists() {
+            eprintln!("SKIP: no /dev/fuse here");
+            return None;
+        }
+        fs::create_dir_all(src).unwrap();
+        fs::create_dir_all(mnt).unwrap();
+        match Command::new("bindfs").arg(src).arg(mnt).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: bindfs failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("SKIP: bindfs not installed ({e}); scripts/e2e-deps.sh installs it");
+                return None;
+            }
+        }
+        let fuse = Fuse {
+            mnt: mnt.to_path_buf(),
+        };
+        // bindfs daemonizes once mounted; make sure the kernel lists it before using it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let real = fs::canonicalize(mnt).unwrap();
+        while !fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(real.to_str().unwrap()))
+        {
+            assert!(Instant::now() < deadline, "bindfs mount did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(fuse)
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let ok = Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// `entrypoint ARGS` with a clean environment: data dir candidate `data`, `$HOME` `home`.
+fn entrypoint(data: &Path, home: &Path, extra: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_entrypoint"));
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("ENTRYPOINT_DATA_DIR", data)
+        .env("ENTRYPOINT_LOG", "info");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// A child that records its `OPENCLAW_HOME` and writes a state file, then exits 0.
+const CHILD: &str = r#"printf %s "$OPENCLAW_HOME" > "$MARK"; mkdir -p "$OPENCLAW_HOME/.openclaw"; echo hello > "$OPENCLAW_HOME/.openclaw/state.txt""#;
+
+fn run_child(data: &Path, home: &Path, mark: &Path, extra: &[(&str, &str)]) -> String {
+    let mut env = vec![("MARK", mark.to_str().unwrap())];
+    env.extend_from_slice(extra);
+    let out = entrypoint(data, home, &env, &["run", "--", "sh", "-c", CHILD]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "entrypoint failed:\n{log}");
+    log
+}
+
+fn dot_openclaw_entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(".openclaw"))
+        .collect()
+}
+
+#[test]
+fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, mnt, home) = (
+        t.path().join("src"),
+        t.path().join("mnt"),
+        t.path().join("home"),
+    );
+    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+        return;
+    };
+    fs::create_dir_all(&home).unwrap();
+    let mark = t.path().join("openclaw_home");
+    let log = run_child(&mnt, &home, &mark, &[]);
+
+    assert_eq!(
+        fs::read_to_string(&mark).unwrap(),
+        home.to_str().unwrap(),
+        "{log}"
+    );
+    assert_eq!(
+        fs::read_to_string(home.join(".openclaw/state.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(
+        dot_openclaw_entries(&mnt).is_empty(),
+        "{:?}",
+        dot_openclaw_entries(&mnt)
+    );
+    // One line says what was found and what was chosen.
+    let line: Vec<&str> = log.lines().filter(|l| l.contains("data dir:")).collect();
+    assert_eq!(line.len(), 1, "{log}");
+    assert!(
+        line[0].contains("FUSE") && line[0].contains("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS"),
+        "{}",
+        line[0]
+    );
+
+    // The final backup landed on the mount (seen through the mount's source folder too).
+    let backups = src.join("openclaw-backups");
+    let versions: Vec<_> = fs::read_dir(backups.join(".versions"))
+        .unwrap_or_else(|e| panic!("no backups on the mount ({e}):\n{log}"))
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(versions.len(), 1, "{log}");
+    assert!(versions[0].path().join("latest_backup.sha256").is_file());
+
+    // `restore --list` and `status` find that store without being told.
+    let out = entrypoint(&mnt, &home, &[], &["restore", "--list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let out = entrypoint(&mnt, &home, &[], &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["data_dir"]["network_backup_dir"].as_str(),
+        backups
+            .to_str()
+            .map(|s| s.replace("/src/", "/mnt/"))
+            .as_deref(),
+        "{status}"
+    );
+
+    // A fresh home restores from the mount's backup.
+    let home2 = t.path().join("home2");
+    fs::create_dir_all(&home2).unwrap();
+    let out = entrypoint(&mnt, &home2, &[], &["restore"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(home2.join(".openclaw/state.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(dot_openclaw_entries(&mnt).is_empty());
+}
+
+#[test]
+fn the_opt_in_keeps_live_state_on_the_mount() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, mnt, home) = (
+        t.path().join("src"),
+        t.path().join("mnt"),
+        t.path().join("home"),
+    );
+    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+        return;
+    };
+    fs::create_dir_all(&home).unwrap();
+    let mark = t.path().join("openclaw_home");
+    let log = run_child(
+        &mnt,
+        &home,
+        &mark,
+        &[("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS", "1")],
+    );
+    assert_eq!(
+        fs::read_to_string(&mark).unwrap(),
+        mnt.to_str().unwrap(),
+        "{log}"
+    );
+    assert!(src.join(".openclaw/state.txt").is_file());
+    assert!(
+        !src.join("openclaw-backups").exists(),
+        "no store was configured"
+    );
+    assert!(log.contains("is set"), "{log}");
+}
+
+#[test]
+fn a_plain_folder_is_still_the_data_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, home) = (t.path().join("data"), t.path().join("home"));
+    fs::create_dir_all(&data).unwrap();
+    fs::create_dir_all(&home).unwrap();
+    let mark = t.path().join("openclaw_home");
+    let log = run_child(&data, &home, &mark, &[]);
+    assert_eq!(
+        fs::read_to_string(&mark).unwrap(),
+        data.to_str().unwrap(),
+        "{log}"
+    );
+    assert!(data.join(".openclaw/state.txt").is_file());
+    assert!(!data.join("openclaw-backups").exists());
+    assert!(log.contains("backups are off"), "{log}");
+}
