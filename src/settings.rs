@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod bucket;
+pub use bucket::BucketSettings;
+
 /// A value that must never reach a log, an error or `status` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -158,6 +161,8 @@ pub enum StoreSettings {
     },
     /// A private Hugging Face dataset.
     Hf(HfSettings),
+    /// A private Hugging Face Storage Bucket (`HF_BUCKET`).
+    Bucket(BucketSettings),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -598,31 +603,41 @@ fn backup(env: &Env, hf_token: Option<&Secret>) -> Result<BackupSettings, Settin
     })
 }
 
-/// Which store backups go to: `HF_DATASET` or `ENTRYPOINT_BACKUP_DIR` (not both), or none.
+/// Which store backups go to: `HF_DATASET`, `HF_BUCKET` or `ENTRYPOINT_BACKUP_DIR` (only one),
+/// or none.
 fn store(env: &Env, hf_token: Option<&Secret>) -> Result<Option<StoreSettings>, SettingError> {
     let keep = backup_keep(env)?;
     let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
-    Ok(
-        match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "ENTRYPOINT_BACKUP_DIR",
-                    "set either HF_DATASET or ENTRYPOINT_BACKUP_DIR, not both",
-                ))
-            }
-            (Some(ds), None) => Some(StoreSettings::Hf(hf_store(
-                env,
-                ds,
-                hf_token,
-                allow_public,
-            )?)),
-            (None, Some(dir)) => Some(StoreSettings::Dir {
-                path: PathBuf::from(dir),
-                keep,
-            }),
-            (None, None) => None,
-        },
-    )
+    let chosen: Vec<(&'static str, &str)> = ["HF_DATASET", "HF_BUCKET", "ENTRYPOINT_BACKUP_DIR"]
+        .into_iter()
+        .filter_map(|var| env.get(var).map(|v| (var, v)))
+        .collect();
+    Ok(match chosen.as_slice() {
+        [] => None,
+        [("HF_DATASET", ds)] => Some(StoreSettings::Hf(hf_store(
+            env,
+            ds,
+            hf_token,
+            allow_public,
+        )?)),
+        [("HF_BUCKET", b)] => Some(StoreSettings::Bucket(bucket::bucket_store(
+            env,
+            b,
+            hf_token,
+            allow_public,
+            keep,
+        )?)),
+        [(_, dir)] => Some(StoreSettings::Dir {
+            path: PathBuf::from(dir),
+            keep,
+        }),
+        [(first, _), (second, _), ..] => {
+            return Err(bad(
+                second,
+                format!("set only one of HF_DATASET, HF_BUCKET and ENTRYPOINT_BACKUP_DIR (both {first} and {second} are set)"),
+            ))
+        }
+    })
 }
 
 fn hf_store(
@@ -853,6 +868,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(load(&[("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")]).is_err());
+        let s = load(&[
+            ("HF_BUCKET", "alice/claw/box"),
+            ("HF_TOKEN", "hf_x"),
+            ("ENTRYPOINT_BACKUP_KEEP", "5"),
+        ])
+        .unwrap();
+        match s.backup.store {
+            Some(StoreSettings::Bucket(b)) => {
+                assert_eq!(
+                    (b.bucket.as_str(), b.prefix.as_str()),
+                    ("alice/claw", "box")
+                );
+                assert_eq!(b.keep, 5);
+                assert!(b.token.is_some() && !b.allow_public);
+            }
+            other => panic!("{other:?}"),
+        }
+        for other in [("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")] {
+            let e = load(&[("HF_BUCKET", "a/b"), other]).unwrap_err();
+            let line = e.to_string();
+            assert!(
+                line.contains("HF_BUCKET") && line.contains(other.0),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
     }
 
     #[test]

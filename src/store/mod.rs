@@ -4,8 +4,10 @@
 //! sidecar (`latest_backup.sha256`, the hex digest, optionally in `sha256sum` format). A store
 //! publishes the pair atomically and hands it back whole; it knows nothing of what is inside.
 
+pub mod bucket;
 pub mod dir;
 pub mod hf;
+mod hub;
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +146,7 @@ pub async fn open(settings: Option<&StoreSettings>) -> anyhow::Result<Option<Box
             Some(Box::new(dir::DirStore::new(path.clone(), *keep)))
         }
         Some(StoreSettings::Hf(hf)) => Some(Box::new(hf::HfStore::open(hf).await?)),
+        Some(StoreSettings::Bucket(b)) => Some(Box::new(bucket::BucketStore::open(b).await?)),
     })
 }
 
