@@ -405,22 +405,29 @@ impl BucketStore {
         for _ in 0..PUBLISH_TRIES {
             // An upload to the same path with the same bytes is safe to repeat, so (unlike a
             // dataset commit) hf-hub's call may be retried as a whole.
-            self.conn
+            let sent = self
+                .conn
                 .call_within(what, deadline, || {
                     self.bucket
                         .upload_source_files()
                         .files(vec![(path.to_string(), source.clone())])
                         .send()
                 })
-                .await
-                .map_err(|f| self.conn.fail(what, f))?;
-            if arrived().await? {
-                return Ok(());
+                .await;
+            match sent {
+                Ok(()) if arrived().await? => return Ok(()),
+                Ok(()) => {
+                    warn!(bucket = %self.conn.name, "{what}: the Hub accepted {path} but does not show it")
+                }
+                // 422: the batch's only operation failed (the Hub says why).
+                Err(Failure::Other(m)) if m.starts_with("HTTP 422") => {
+                    warn!(bucket = %self.conn.name, "{what}: the Hub refused {path}: {m}")
+                }
+                Err(f) => return Err(self.conn.fail(what, f)),
             }
-            warn!(bucket = %self.conn.name, "{what}: the Hub accepted {path} but does not show it");
         }
         Err(StoreError::Unavailable(format!(
-            "{what} to bucket {}: the Hub accepted {path} but does not show it, {PUBLISH_TRIES} times (a per-file failure inside a 200); the previous backup stays the latest",
+            "{what} to bucket {}: the Hub did not store {path}, {PUBLISH_TRIES} times (a per-file failure in its batch answer); the previous backup stays the latest",
             self.conn.name
         )))
     }

@@ -1,0 +1,546 @@
+//! The `bucket` store (src/store/bucket.rs) against the fake Hub's Storage Buckets
+//! (tests/support/fakehub/buckets.rs), in process: layout and round trip, creation and
+//! visibility, keeping N versions and pruning only after the pointer moved, the pointer's
+//! fallbacks, every fault the issue names (5xx bursts, 429 with Retry-After, a failed add
+//! inside a 200, a stalled download, a pointer naming a missing archive), xet dedupe, and the
+//! CLI (`backup`, `restore`, `restore --list`, `status`) with `HF_BUCKET`.
+
+#[path = "support/fakehub/mod.rs"]
+mod fakehub;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub};
+use openclaw_space::settings::{BucketSettings, Secret};
+use openclaw_space::store::bucket::{BucketStore, POINTER_NAME, VERSIONS_DIR};
+use openclaw_space::store::{Store, StoreError};
+
+const WRITE: &str = "hf_test_write_0123456789abcdef";
+const READ: &str = "hf_test_read_0123456789abcdef";
+const UNKNOWN: &str = "hf_test_unknown_0123456789abcdef";
+const BUCKET: &str = "alice/claw-bucket";
+const PREFIX: &str = "spaces/claw";
+
+/// Keep xet fast to fail and quiet, and keep the proxy away from loopback (set once, before
+/// any client exists: the xet runtime reads them when it starts).
+fn test_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1");
+        std::env::set_var("HF_XET_TELEMETRY_ENABLED", "0");
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+        std::env::set_var("no_proxy", "127.0.0.1,localhost");
+    });
+}
+
+struct Rig {
+    hub: FakeHub,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        test_env();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = FakeHub::start(Config::xet(dir.path().join("cas"))).await;
+        hub.add_token(WRITE, Access::Write);
+        hub.add_token(READ, Access::Read);
+        std::fs::create_dir_all(dir.path().join("scratch")).expect("scratch dir");
+        Rig { hub, dir }
+    }
+
+    fn settings(&self) -> BucketSettings {
+        BucketSettings {
+            bucket: BUCKET.to_string(),
+            prefix: PREFIX.to_string(),
+            token: Some(Secret::new(WRITE)),
+            endpoint: Some(self.hub.endpoint().to_string()),
+            allow_public: false,
+            keep: 3,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    async fn store_with(&self, s: BucketSettings) -> BucketStore {
+        BucketStore::open(&s).await.expect("open does no I/O")
+    }
+
+    async fn store(&self) -> BucketStore {
+        self.store_with(self.settings()).await
+    }
+
+    fn scratch(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    fn archive(&self, name: &str, data: &[u8]) -> (PathBuf, String) {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, data).expect("write archive");
+        (path, sha256_hex(data))
+    }
+
+    /// Archive names under `<prefix>/versions/`, oldest first.
+    fn archives(&self) -> Vec<String> {
+        let dir = format!("{PREFIX}/{VERSIONS_DIR}/");
+        self.hub
+            .bucket_files(BUCKET)
+            .into_keys()
+            .filter_map(|p| p.strip_prefix(&dir).map(str::to_string))
+            .collect()
+    }
+
+    fn pointer(&self) -> Option<String> {
+        let bytes = self
+            .hub
+            .bucket_file_bytes(BUCKET, &format!("{PREFIX}/{POINTER_NAME}"))?;
+        Some(String::from_utf8(bytes).expect("utf-8 pointer"))
+    }
+
+    fn batch_path(&self) -> String {
+        format!("/api/buckets/{BUCKET}/batch")
+    }
+}
+
+/// Every error is one line and free of every token the tests use.
+fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>) -> StoreError {
+    let e = r.expect_err("expected an error");
+    let text = format!("{e} {e:?}");
+    for secret in [WRITE, READ, UNKNOWN] {
+        assert!(!text.contains(secret), "token leaked into an error: {text}");
+    }
+    assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+    e
+}
+
+/// Fetch the latest; check the file holds exactly the bytes the store hashed.
+async fn fetch_latest(store: &BucketStore, scratch: &Path) -> Option<(Vec<u8>, String, String)> {
+    let f = store.fetch_latest(scratch).await.expect("fetch")?;
+    let bytes = std::fs::read(&f.archive).expect("read fetched archive");
+    assert_eq!(sha256_hex(&bytes), f.actual_sha256);
+    assert_eq!(bytes.len() as u64, f.size);
+    Some((bytes, f.expected_sha256, f.actual_sha256))
+}
+
+#[tokio::test]
+async fn fresh_bucket_round_trip_creates_a_private_bucket_and_writes_the_pointer_last() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    assert!(fetch_latest(&store, &rig.scratch()).await.is_none());
+    assert!(store.head().await.expect("head").is_none());
+    assert!(store.list_versions().await.expect("list").is_empty());
+    assert_eq!(
+        rig.hub.bucket_is_private(BUCKET),
+        None,
+        "reading creates nothing"
+    );
+
+    let data = pseudo_random(3 << 20, 1);
+    let (path, sha) = rig.archive("a.tar.gz", &data);
+    let id = store.put(&path, &sha).await.expect("put").expect("an id");
+    assert_eq!(
+        rig.hub.bucket_is_private(BUCKET),
+        Some(true),
+        "created private"
+    );
+    let archives = rig.archives();
+    assert_eq!(archives, vec![format!("{id}.tar.gz")]);
+    assert!(id.ends_with(&format!("-{sha}")), "{id}");
+    assert_eq!(
+        rig.pointer().as_deref(),
+        Some(format!("{sha}  {VERSIONS_DIR}/{id}.tar.gz\n").as_str())
+    );
+    // Nothing else was written: the archive and the pointer, under the prefix.
+    assert_eq!(rig.hub.bucket_files(BUCKET).len(), 2);
+    // The batch adds carry no mtime (hf-hub would send seconds where the Hub means ms).
+    assert!(rig
+        .hub
+        .bucket_files(BUCKET)
+        .values()
+        .all(|f| f.mtime_ms.is_none()));
+
+    let (bytes, expected, actual) = fetch_latest(&store, &rig.scratch())
+        .await
+        .expect("a backup");
+    assert_eq!(bytes, data);
+    assert_eq!(
+        (expected.as_str(), actual.as_str()),
+        (sha.as_str(), sha.as_str())
+    );
+    let head = store.head().await.expect("head").expect("a backup");
+    assert_eq!(
+        (head.id.as_str(), head.size),
+        (id.as_str(), data.len() as u64)
+    );
+    assert_eq!(head.sha256.as_deref(), Some(sha.as_str()));
+    assert!(head.time.is_some_and(|t| t.ends_with('Z')));
+    assert!(store.describe().contains(&format!("{BUCKET}/{PREFIX}")));
+}
+
+#[tokio::test]
+async fn keeps_the_newest_versions_and_deletes_only_after_the_pointer_moved() {
+    let rig = Rig::start().await;
+    let mut s = rig.settings();
+    s.keep = 2;
+    let store = rig.store_with(s).await;
+    let mut ids = Vec::new();
+    for i in 0..3u64 {
+        let (path, sha) = rig.archive(&format!("{i}.tar.gz"), &pseudo_random(64 << 10, 10 + i));
+        ids.push(store.put(&path, &sha).await.expect("put").expect("id"));
+    }
+    assert_eq!(
+        rig.archives(),
+        vec![format!("{}.tar.gz", ids[1]), format!("{}.tar.gz", ids[2])]
+    );
+    let listed: Vec<String> = store
+        .list_versions()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(listed, vec![ids[2].clone(), ids[1].clone()], "newest first");
+
+    // The pointer update fails (inside a 200, twice: every try): the put fails, the pointer
+    // still names the previous backup, and nothing was deleted.
+    rig.hub
+        .faults()
+        .fail_bucket_adds(&format!("{PREFIX}/{POINTER_NAME}"), 2);
+    let (path, sha) = rig.archive("3.tar.gz", &pseudo_random(64 << 10, 13));
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains(POINTER_NAME)),
+        "{e:?}"
+    );
+    assert!(
+        rig.pointer().is_some_and(|p| p.contains(&ids[2])),
+        "pointer unchanged"
+    );
+    assert_eq!(
+        rig.archives().len(),
+        3,
+        "the new archive is there, but nothing was pruned"
+    );
+    assert_eq!(
+        store.head().await.expect("head").expect("backup").id,
+        ids[2]
+    );
+
+    // The next put publishes and prunes back to two.
+    let (path, sha) = rig.archive("4.tar.gz", &pseudo_random(64 << 10, 14));
+    let id = store.put(&path, &sha).await.expect("put").expect("id");
+    assert_eq!(rig.archives().len(), 2);
+    assert_eq!(rig.archives().last(), Some(&format!("{id}.tar.gz")));
+}
+
+#[tokio::test]
+async fn a_failed_add_inside_a_200_is_not_taken_for_success() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(64 << 10, 2));
+    let first = store.put(&path, &sha).await.expect("put").expect("id");
+
+    // The Hub answers 200 but lists the archive's add under "failed", on every try.
+    let versions = format!("{PREFIX}/{VERSIONS_DIR}/");
+    rig.hub.faults().fail_bucket_adds(&versions, 2);
+    let (path, sha) = rig.archive("b.tar.gz", &pseudo_random(64 << 10, 3));
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("per-file failure")),
+        "{e:?}"
+    );
+    assert!(
+        rig.pointer().is_some_and(|p| p.contains(&first)),
+        "pointer unchanged"
+    );
+    assert_eq!(store.head().await.expect("head").expect("backup").id, first);
+
+    // Once: the store uploads again and succeeds.
+    rig.hub.faults().fail_bucket_adds(&versions, 1);
+    let id = store
+        .put(&path, &sha)
+        .await
+        .expect("put after one failed add")
+        .expect("id");
+    assert!(rig.pointer().is_some_and(|p| p.contains(&id)));
+}
+
+#[tokio::test]
+async fn server_error_bursts_are_retried_and_persistent_ones_are_unavailable() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    rig.hub
+        .faults()
+        .add(None, "/api/buckets/", 2, Action::Status(503));
+    rig.hub
+        .faults()
+        .add(Some("POST"), &rig.batch_path(), 1, Action::Status(500));
+    let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(64 << 10, 4));
+    store
+        .put(&path, &sha)
+        .await
+        .expect("put succeeds after retries");
+    assert_eq!(rig.hub.faults().pending(), 0, "all faults fired");
+    assert_eq!(rig.archives().len(), 1);
+
+    rig.hub
+        .faults()
+        .always(None, "/api/buckets/", Action::Status(502));
+    let t = Instant::now();
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("502")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "bounded: {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_or_pause_the_store() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    let (path, sha) = rig.archive("a.tar.gz", b"small archive");
+    store.put(&path, &sha).await.expect("put");
+
+    let limited = |secs| Action::RateLimited {
+        retry_after_secs: secs,
+    };
+    rig.hub
+        .faults()
+        .add(None, &format!("/api/buckets/{BUCKET}"), 1, limited(2));
+    let t = Instant::now();
+    let (bytes, _, _) = fetch_latest(&store, &rig.scratch()).await.expect("backup");
+    assert_eq!(bytes, b"small archive");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "waited {:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "waited {:?}",
+        t.elapsed()
+    );
+
+    // A long one: fail fast, and no request goes out until then.
+    rig.hub.faults().add(None, "/api/", 1, limited(600));
+    let t = Instant::now();
+    let e = expect_err(store.head().await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("429")),
+        "{e:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let sent = rig.hub.requests().len();
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
+}
+
+#[tokio::test]
+async fn a_stalled_download_times_out_within_the_configured_timeout() {
+    let rig = Rig::start().await;
+    let mut s = rig.settings();
+    s.timeout = Duration::from_secs(1);
+    let store = rig.store_with(s).await;
+    let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(256 << 10, 5));
+    store.put(&path, &sha).await.expect("put");
+    let head = store.head().await.expect("head").expect("backup");
+
+    // The archive's download stalls (its xet read token never comes).
+    let token = format!("/api/buckets/{BUCKET}/xet-read-token");
+    rig.hub.faults().add(Some("GET"), &token, 1, Action::Stall);
+    let t = Instant::now();
+    let e = expect_err(store.fetch(&head, &rig.scratch()).await);
+    assert!(
+        matches!(e, StoreError::Unavailable(ref m) if m.contains("timed out")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_dir(rig.scratch()).unwrap().count(),
+        0,
+        "no partial file left"
+    );
+    // And the store recovers.
+    let f = store
+        .fetch(&head, &rig.scratch())
+        .await
+        .expect("fetch after the stall");
+    assert_eq!(f.actual_sha256, sha);
+}
+
+#[tokio::test]
+async fn a_pointer_that_is_missing_bad_or_dangling_falls_back_to_the_newest_archive() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    let mut ids = Vec::new();
+    for i in 0..2u64 {
+        let (path, sha) = rig.archive(&format!("{i}.tar.gz"), &pseudo_random(64 << 10, 20 + i));
+        ids.push(store.put(&path, &sha).await.expect("put").expect("id"));
+    }
+    let pointer = format!("{PREFIX}/{POINTER_NAME}");
+    let archive = |id: &str| format!("{PREFIX}/{VERSIONS_DIR}/{id}.tar.gz");
+
+    // The pointer names an archive that is gone: the newest archive left is the latest.
+    assert!(rig.hub.remove_bucket_file(BUCKET, &archive(&ids[1])));
+    let fresh = rig.store().await;
+    let head = fresh.head().await.expect("head").expect("a backup");
+    assert_eq!(head.id, ids[0]);
+    let listed: Vec<String> = fresh
+        .list_versions()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(listed, vec![ids[0].clone()]);
+    let f = fresh.fetch(&head, &rig.scratch()).await.expect("fetch");
+    assert_eq!(f.actual_sha256, f.expected_sha256);
+
+    // A pointer that is not one (here: an archive's bytes): the newest archive.
+    assert!(rig
+        .hub
+        .copy_bucket_file(BUCKET, &archive(&ids[0]), &pointer));
+    assert_eq!(
+        rig.store()
+            .await
+            .head()
+            .await
+            .expect("head")
+            .expect("backup")
+            .id,
+        ids[0]
+    );
+
+    // No pointer at all: the newest archive.
+    assert!(rig.hub.remove_bucket_file(BUCKET, &pointer));
+    assert_eq!(
+        rig.store()
+            .await
+            .head()
+            .await
+            .expect("head")
+            .expect("backup")
+            .id,
+        ids[0]
+    );
+
+    // A dangling pointer and no archive left is not "no backup": it is corrupt.
+    let (path, sha) = rig.archive("2.tar.gz", &pseudo_random(64 << 10, 22));
+    let last = rig
+        .store()
+        .await
+        .put(&path, &sha)
+        .await
+        .expect("put")
+        .expect("id");
+    for id in [&ids[0], &last] {
+        rig.hub.remove_bucket_file(BUCKET, &archive(id));
+    }
+    let e = expect_err(rig.store().await.head().await);
+    assert!(
+        matches!(e, StoreError::Corrupt(ref m) if m.contains("is gone")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn public_buckets_are_refused_unless_allowed_and_tokens_are_checked() {
+    let rig = Rig::start().await;
+    rig.hub.create_bucket(BUCKET, false);
+    let (path, sha) = rig.archive("a.tar.gz", b"archive");
+    let store = rig.store().await;
+    let e = expect_err(store.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Forbidden(ref m) if m.contains("ENTRYPOINT_HF_ALLOW_PUBLIC")),
+        "{e:?}"
+    );
+    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
+    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    assert!(
+        rig.hub.bucket_files(BUCKET).is_empty(),
+        "nothing written to the public bucket"
+    );
+    let mut s = rig.settings();
+    s.allow_public = true;
+    rig.store_with(s)
+        .await
+        .put(&path, &sha)
+        .await
+        .expect("allowed");
+
+    // A rejected token and a read-only one.
+    let mut s = rig.settings();
+    s.token = Some(Secret::new(UNKNOWN));
+    let e = expect_err(rig.store_with(s).await.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Unauthorized(ref m) if m.contains("HF_TOKEN was rejected")),
+        "{e:?}"
+    );
+    let mut s = rig.settings();
+    s.token = Some(Secret::new(READ));
+    s.allow_public = true;
+    let e = expect_err(rig.store_with(s).await.put(&path, &sha).await);
+    assert!(
+        matches!(e, StoreError::Forbidden(ref m) if m.contains("bucket")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_writer_moving_the_pointer_is_reported_once() {
+    let rig = Rig::start().await;
+    let (a, b) = (rig.store().await, rig.store().await);
+    let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(64 << 10, 30));
+    a.put(&path, &sha).await.expect("a");
+    assert!(b.head().await.expect("head").is_some());
+    let (path, sha) = rig.archive("b.tar.gz", &pseudo_random(64 << 10, 31));
+    a.put(&path, &sha).await.expect("a again");
+    let (path, sha) = rig.archive("c.tar.gz", &pseudo_random(64 << 10, 32));
+    let e = expect_err(b.put(&path, &sha).await);
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    b.put(&path, &sha)
+        .await
+        .expect("the next put publishes on top");
+    assert!(rig.pointer().is_some_and(|p| p.starts_with(&sha)));
+}
+
+/// Xet dedupe: after a small change in the middle of a 50 MB archive, the second upload sends
+/// at most 3 % of it to the CAS (measured at the fake's CAS dir, as for the dataset store).
+#[tokio::test]
+async fn a_small_change_uploads_little() {
+    let rig = Rig::start().await;
+    let store = rig.store().await;
+    let size = 50 << 20;
+    let mut data = pseudo_random(size, 8);
+    let (path, sha) = rig.archive("a.tar", &data);
+    store.put(&path, &sha).await.expect("first put");
+    let first = rig.hub.cas_bytes_received();
+    let mid = size / 2;
+    data[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 9));
+    let (path, sha) = rig.archive("b.tar", &data);
+    store.put(&path, &sha).await.expect("second put");
+    let second = rig.hub.cas_bytes_received() - first;
+    let ratio = second as f64 / size as f64;
+    eprintln!(
+        "bucket xet: first upload {first} bytes, second {second} bytes = {:.3}% of {size}",
+        ratio * 100.0
+    );
+    assert!(
+        ratio <= 0.03,
+        "second upload sent {:.2}% of the archive",
+        ratio * 100.0
+    );
+    let (bytes, _, actual) = fetch_latest(&store, &rig.scratch()).await.expect("backup");
+    assert!(bytes == data, "xet round trip is byte-identical");
+    assert_eq!(actual, sha);
+}
