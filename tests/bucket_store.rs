@@ -544,3 +544,121 @@ async fn a_small_change_uploads_little() {
     assert!(bytes == data, "xet round trip is byte-identical");
     assert_eq!(actual, sha);
 }
+
+/// Run the real binary against the fake hub with `HF_BUCKET` (plus `extra` variables);
+/// returns (success, stdout, stderr), checking no token reached either.
+async fn entrypoint(
+    rig: &Rig,
+    data: &Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", rig.dir.path())
+        .env("ENTRYPOINT_DATA_DIR", data)
+        .env("ENTRYPOINT_LOG", "info")
+        .env("HF_BUCKET", format!("{BUCKET}/{PREFIX}"))
+        .env("HF_TOKEN", WRITE)
+        .env("HF_ENDPOINT", rig.hub.endpoint())
+        .env("ENTRYPOINT_HF_TIMEOUT", "10s")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
+        .env("HF_XET_TELEMETRY_ENABLED", "0")
+        .envs(extra.iter().copied())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("entrypoint took over 2 minutes")
+        .expect("cannot run the entrypoint binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for secret in [WRITE, READ, UNKNOWN] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "token in the output of {args:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    (out.status.success(), stdout, stderr)
+}
+
+fn json_of(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+/// `backup` (and its change detection), `restore` falling back past a newest version that
+/// fails verification, `restore --list`, `status`, and the one-store rule, with `HF_BUCKET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_backup_restore_list_and_status_with_hf_bucket() {
+    let rig = Rig::start().await;
+    let data = rig.dir.path().join("data");
+    let state = data.join(".openclaw");
+    std::fs::create_dir_all(state.join("agents/main")).expect("state dir");
+    std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#).expect("config");
+    std::fs::write(state.join("agents/main/notes.md"), "good").expect("notes");
+
+    let (ok, out, err) = entrypoint(&rig, &data, &["backup"], &[]).await;
+    assert!(ok, "backup failed:\n{err}");
+    assert_eq!(json_of(&out)["result"], "uploaded", "{out}");
+    let (ok, out, err) = entrypoint(&rig, &data, &["backup"], &[]).await;
+    assert!(ok, "second backup failed:\n{err}");
+    assert_eq!(json_of(&out)["result"], "skipped", "nothing changed: {out}");
+    assert_eq!(rig.archives().len(), 1);
+    let good = rig.archives()[0].trim_end_matches(".tar.gz").to_string();
+
+    // A newer version whose bytes do not match the digest it names.
+    let (path, _) = rig.archive("bad.tar.gz", b"not the archive it claims to be");
+    let bad = rig
+        .store()
+        .await
+        .put(&path, &"e".repeat(64))
+        .await
+        .expect("put")
+        .expect("id");
+
+    let fresh = rig.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).expect("data dir");
+    let (ok, out, err) = entrypoint(&rig, &fresh, &["restore"], &[]).await;
+    assert!(ok, "restore failed:\n{err}");
+    let v = json_of(&out);
+    assert_eq!(v["result"], "restored", "{v}");
+    assert_eq!(v["version"], good.as_str(), "{v}");
+    assert_eq!(v["skipped"][0]["version"], bad.as_str(), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(fresh.join(".openclaw/agents/main/notes.md")).expect("notes"),
+        "good"
+    );
+
+    let (ok, out, err) = entrypoint(&rig, &fresh, &["restore", "--list", "--json"], &[]).await;
+    assert!(ok, "list failed:\n{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON list");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [bad.as_str(), good.as_str()],
+        "newest (the pointer's) first"
+    );
+    assert!(rows.iter().all(|r| r["store"]
+        .as_str()
+        .is_some_and(|s| s.starts_with(&format!("bucket:{BUCKET}/{PREFIX}")))));
+
+    let (ok, out, err) = entrypoint(&rig, &fresh, &["status", "--json"], &[]).await;
+    assert!(ok, "status failed:\n{err}");
+    let store = &json_of(&out)["settings"]["backup"]["store"];
+    assert_eq!(store["kind"], "bucket", "{store}");
+    assert_eq!(
+        (store["bucket"].as_str(), store["prefix"].as_str()),
+        (Some(BUCKET), Some(PREFIX))
+    );
+
+    let (ok, _, err) = entrypoint(&rig, &fresh, &["status"], &[("HF_DATASET", "alice/ds")]).await;
+    assert!(!ok, "two stores must be refused");
+    let line = err
+        .lines()
+        .find(|l| l.contains("HF_BUCKET"))
+        .unwrap_or_default();
+    assert!(line.contains("HF_DATASET"), "one line naming both:\n{err}");
+}
