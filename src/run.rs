@@ -97,10 +97,27 @@ async fn service(
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
         Some(s) => {
+            let watch = restore::Watch::default();
             if let Some((d, _)) = &door {
-                d.set_phase(Phase::Restoring { store: s.describe() });
+                d.set_phase(Phase::Restoring {
+                    store: s.describe(),
+                    watch: watch.clone(),
+                });
             }
-            let (outcome, failed) = restore_at_start(&job, s.as_ref()).await;
+            // A stop during the restore (a big download) stops now: no gateway, and no final
+            // backup, which could publish the unrestored state over the good backups. Dropping
+            // the restore is safe at any point: the swap is a rename, and a half-done one is
+            // finished by the next start's `restore::recover` (the same as after a kill -9).
+            let (outcome, failed) = tokio::select! {
+                r = restore_at_start(&job, s.as_ref(), &watch) => r,
+                () = sup.stop_signal() => {
+                    warn!("stop signal during the restore from {}: stopping without starting the gateway or a final backup; the state on disk is as it was (or the restored version, whole)", s.describe());
+                    if let Some((_, closed)) = door {
+                        closed.cancel();
+                    }
+                    return Ok(0);
+                }
+            };
             if let Some((d, _)) = &door {
                 d.set_restore(s.describe(), outcome, failed);
             }
@@ -207,9 +224,9 @@ async fn cancel_when(event: impl std::future::Future<Output = ()>, token: Cancel
 /// and `backup` refuses to upload until a restore succeeds or a backup is forced.
 /// Returns what happened in one line without secrets (for the front door's status), and
 /// whether it failed.
-async fn restore_at_start(job: &Job, store: &dyn Store) -> (String, bool) {
+async fn restore_at_start(job: &Job, store: &dyn Store, watch: &restore::Watch) -> (String, bool) {
     let t = Instant::now();
-    match restore::restore_latest(job, store).await {
+    match restore::restore_latest(job, store, watch).await {
         Ok(restore::Outcome::NoBackup) => {
             info!("no backup in {}: fresh start", store.describe());
             ("no backup yet: fresh start".into(), false)

@@ -61,7 +61,9 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tracing::{info, warn};
 
 use self::failure::{Context, Failure};
-use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
+use super::{
+    parse_sidecar, Fetched, Progress, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
+};
 use crate::settings::{HfSettings, Secret};
 
 /// The branch backups live on.
@@ -520,6 +522,7 @@ impl HfStore {
         commit: &str,
         size: u64,
         scratch: &Path,
+        progress: &Progress,
     ) -> Result<(PathBuf, String), StoreError> {
         let what = "downloading the backup";
         let path = scratch.join(format!(
@@ -536,7 +539,8 @@ impl HfStore {
         let mut tries = 0;
         let result = loop {
             tries += 1;
-            let attempt = self.download_once(commit, &mut file).await;
+            progress.set(0);
+            let attempt = self.download_once(commit, &mut file, progress).await;
             let failure = match attempt {
                 Ok((written, sha)) if written == size => break Ok(sha),
                 Ok((written, _)) => {
@@ -584,6 +588,7 @@ impl HfStore {
         &self,
         commit: &str,
         file: &mut tokio::fs::File,
+        progress: &Progress,
     ) -> Result<(u64, String), Download> {
         self.check_pause().map_err(Download::Hub)?;
         let send = self
@@ -608,6 +613,7 @@ impl HfStore {
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(Download::Local)?;
             written += chunk.len() as u64;
+            progress.add(chunk.len() as u64);
         }
         file.flush().await.map_err(Download::Local)?;
         Ok((written, hex::encode(hasher.finalize())))
@@ -932,7 +938,12 @@ impl Store for HfStore {
             .collect())
     }
 
-    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+    async fn fetch(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError> {
         // Commit ids are immutable: what was listed is what is downloaded. The baseline for
         // the next upload stays the head read by `head`/`list_versions` (an older version
         // restored is not what the next upload builds on).
@@ -944,7 +955,7 @@ impl Store for HfStore {
             ))
         })?;
         let (archive, actual_sha256) = self
-            .download_archive(&version.id, version.size, scratch)
+            .download_archive(&version.id, version.size, scratch, progress)
             .await?;
         info!(dataset = %self.dataset, commit = short(&version.id), size = version.size, "downloaded {ARCHIVE_NAME}");
         Ok(Fetched {
@@ -981,7 +992,7 @@ impl Store for HfStore {
             size: archive_size,
             sha256: Some(sha256),
         };
-        let fetched = self.fetch(&version, scratch).await?;
+        let fetched = self.fetch(&version, scratch, &Progress::default()).await?;
         // What we restored from is what the next upload must build on.
         self.set_last_head(Some(commit));
         Ok(Some(fetched))
