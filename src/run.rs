@@ -97,29 +97,11 @@ async fn service(
     match &store {
         None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
         Some(s) => {
-            let watch = restore::Watch::default();
-            if let Some((d, _)) = &door {
-                d.set_phase(Phase::Restoring {
-                    store: s.describe(),
-                    watch: watch.clone(),
-                });
-            }
-            // A stop during the restore (a big download) stops now: no gateway, and no final
-            // backup, which could publish the unrestored state over the good backups. Dropping
-            // the restore is safe at any point: the swap is a rename, and a half-done one is
-            // finished by the next start's `restore::recover` (the same as after a kill -9).
-            let (outcome, failed) = tokio::select! {
-                r = restore_at_start(&job, s.as_ref(), &watch) => r,
-                () = sup.stop_signal() => {
-                    warn!("stop signal during the restore from {}: stopping without starting the gateway or a final backup; the state on disk is as it was (or the restored version, whole)", s.describe());
-                    if let Some((_, closed)) = door {
-                        closed.cancel();
-                    }
-                    return Ok(0);
+            if !restore_first(&job, s.as_ref(), door.as_ref().map(|(d, _)| d), sup).await {
+                if let Some((_, closed)) = door {
+                    closed.cancel();
                 }
-            };
-            if let Some((d, _)) = &door {
-                d.set_restore(s.describe(), outcome, failed);
+                return Ok(0);
             }
         }
     }
@@ -218,6 +200,37 @@ fn stopped_because(ended: Ended) -> String {
 async fn cancel_when(event: impl std::future::Future<Output = ()>, token: CancellationToken) {
     event.await;
     token.cancel();
+}
+
+/// Restore before the child starts, the front door showing how far it is. False when a stop
+/// signal came first: then the service stops at once, with no gateway and no final backup,
+/// which could publish the unrestored state over the good backups. Dropping the restore is
+/// safe at any point: the swap is a rename, and a half-done one is finished by the next
+/// start's `restore::recover` (the same as after a kill -9).
+async fn restore_first(
+    job: &Job,
+    store: &dyn Store,
+    door: Option<&Arc<Door>>,
+    sup: &Supervisor,
+) -> bool {
+    let watch = restore::Watch::default();
+    if let Some(d) = door {
+        d.set_phase(Phase::Restoring {
+            store: store.describe(),
+            watch: watch.clone(),
+        });
+    }
+    let (outcome, failed) = tokio::select! {
+        r = restore_at_start(job, store, &watch) => r,
+        () = sup.stop_signal() => {
+            warn!("stop signal during the restore from {}: stopping without starting the gateway or a final backup; the state on disk is as it was (or the restored version, whole)", store.describe());
+            return false;
+        }
+    };
+    if let Some(d) = door {
+        d.set_restore(store.describe(), outcome, failed);
+    }
+    true
 }
 
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
