@@ -184,7 +184,8 @@ async fn dispatch(command: Command, settings: &Settings) -> anyhow::Result<i32> 
                 );
             }
             let pick = version.map_or(restore::Pick::Newest, restore::Pick::Exactly);
-            let outcome = restore::restore(&job, store.as_ref(), &pick).await?;
+            let outcome =
+                restore::restore(&job, store.as_ref(), &pick, &restore::Watch::default()).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(0)
         }

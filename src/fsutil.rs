@@ -54,9 +54,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// fsync a directory: the renames and creations in it survive a power cut.
+/// fsync a directory: the renames and creations in it survive a power cut. A filesystem that
+/// cannot sync a directory at all (some network and FUSE ones answer EINVAL or ENOTSUP) is not
+/// an error: there is nothing more to ask of it (PostgreSQL's `fsync_fname` does the same).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    match File::open(dir)?.sync_all() {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => Ok(()),
+        r => r,
+    }
 }
 
 /// Now, as `YYYY-MM-DDTHH:MM:SSZ` (UTC).

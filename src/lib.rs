@@ -5,6 +5,8 @@
 //! - `cli`: parses arguments, runs the one-shot commands, hands `run` to the service;
 //! - `run`: the service: data dir -> restore -> config -> supervise, with periodic backups
 //!   and a final one; it owns the one shutdown signal;
+//! - `frontdoor`: listens on `$PORT` for the gateway: the status page (it reads a restore's
+//!   progress, `restore::Watch`), the proxy, the owner's JSON status;
 //! - `backup`, `restore`: the engine (its glossary is in `backup`); `supervisor` (a generic
 //!   init), `keepalive`, `pairing`: the service's other jobs;
 //! - `datadir`: where state lives (`mounts`: whether a path is on a network or FUSE

@@ -42,6 +42,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tracing::{info, warn};
@@ -52,7 +53,7 @@ use crate::meta::cache::Install;
 use crate::meta::{self, Job};
 use crate::openclaw::state;
 use crate::snapshot::{self, Fingerprint, Kind};
-use crate::store::{Fetched, Store, StoreError, Version};
+use crate::store::{Fetched, Progress, Store, StoreError, Version};
 
 /// A skip reason is cut to this many characters (a database's whole quick_check report would
 /// be dozens of lines).
@@ -204,21 +205,85 @@ pub fn one_line_why(text: &str) -> String {
     out
 }
 
+/// What a restore is doing right now, for whoever shows it (the front door's status page):
+/// the version it fetches or checks, and the bytes so far. Clones share it; the restore is the
+/// only writer.
+#[derive(Debug, Clone, Default)]
+pub struct Watch(Arc<Mutex<Option<(Now, Progress)>>>);
+
+/// One moment of a restore, as `Watch::now` reads it.
+#[derive(Debug, Clone)]
+pub struct Now {
+    /// The version's id (a commit id cut to 12 characters).
+    pub version: String,
+    pub time: Option<String>,
+    /// The archive's size, as the store listed it.
+    pub size: u64,
+    /// Bytes of it fetched so far.
+    pub fetched: u64,
+    /// Downloaded; now checking hash, archive and databases (and swapping it in).
+    pub checking: bool,
+}
+
+impl Watch {
+    /// What the restore is doing now; None before it fetches anything.
+    pub fn now(&self) -> Option<Now> {
+        let (now, progress) = self.slot().clone()?;
+        Some(Now {
+            fetched: progress.bytes(),
+            ..now
+        })
+    }
+
+    /// Fetching `v` starts: the returned counter is the store's to fill.
+    fn fetching(&self, v: &Version) -> Progress {
+        let progress = Progress::default();
+        let now = Now {
+            version: short_id(&v.id).to_string(),
+            time: v.time.clone(),
+            size: v.size,
+            fetched: 0,
+            checking: false,
+        };
+        *self.slot() = Some((now, progress.clone()));
+        progress
+    }
+
+    fn checking(&self) {
+        if let Some((now, _)) = self.slot().as_mut() {
+            now.checking = true;
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Now, Progress)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Restore the newest backup that verifies over the state dir. When none does (or the store
 /// cannot be read), the state on disk is untouched and uploads stay blocked (a marker in the
 /// meta dir) until a restore succeeds or a backup is forced.
-pub async fn restore_latest(job: &Job, store: &dyn Store) -> anyhow::Result<Outcome> {
-    restore(job, store, &Pick::Newest).await
+pub async fn restore_latest(
+    job: &Job,
+    store: &dyn Store,
+    watch: &Watch,
+) -> anyhow::Result<Outcome> {
+    restore(job, store, &Pick::Newest, watch).await
 }
 
 /// Restore `pick`. `Pick::Exactly` never falls back; its failure leaves the state on disk and
 /// the upload latch as they were (nothing changed).
-pub async fn restore(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Result<Outcome> {
+pub async fn restore(
+    job: &Job,
+    store: &dyn Store,
+    pick: &Pick,
+    watch: &Watch,
+) -> anyhow::Result<Outcome> {
     let _lock = job.meta.lock("restore").await?;
     recover(&job.state_dir)?;
     let result = match pick {
-        Pick::Newest => Walk::new(job, store).run().await,
-        Pick::Exactly(id) => restore_exactly(job, store, id).await,
+        Pick::Newest => Walk::new(job, store, watch).run().await,
+        Pick::Exactly(id) => restore_exactly(job, store, id, watch).await,
     };
     match (&result, pick) {
         (Ok(_), _) => {
@@ -252,6 +317,7 @@ fn local_sha(job: &Job) -> Option<String> {
 struct Walk<'a> {
     job: &'a Job,
     store: &'a dyn Store,
+    watch: &'a Watch,
     local: Option<String>,
     /// Skips recorded by the last fallback, valid while the state still equals `taken`.
     known: Memo,
@@ -297,11 +363,12 @@ enum Verdict<T = extract::Stats> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(job: &'a Job, store: &'a dyn Store) -> Walk<'a> {
+    fn new(job: &'a Job, store: &'a dyn Store, watch: &'a Watch) -> Walk<'a> {
         let local = local_sha(job);
         Walk {
             job,
             store,
+            watch,
             known: Memo::load(&job.meta, local.as_deref()),
             local,
             skipped: Vec::new(),
@@ -391,7 +458,7 @@ impl<'a> Walk<'a> {
             self.skip(&v.id, Some(sha), why);
             return Ok(None);
         }
-        match fetch_and_check(self.job, self.store, v, true).await? {
+        match fetch_and_check(self.job, self.store, v, true, self.watch).await? {
             Verdict::Good(_) => Ok(Some(Outcome::Restored {
                 version: v.id.clone(),
                 time: v.time.clone(),
@@ -462,7 +529,7 @@ async fn find_version(store: &dyn Store, id: &str) -> Result<Version> {
     }
 }
 
-async fn restore_exactly(job: &Job, store: &dyn Store, id: &str) -> Result<Outcome> {
+async fn restore_exactly(job: &Job, store: &dyn Store, id: &str, watch: &Watch) -> Result<Outcome> {
     let v = find_version(store, id).await?;
     let Some(sha) = v.sha256.clone() else {
         bail!(
@@ -478,7 +545,7 @@ async fn restore_exactly(job: &Job, store: &dyn Store, id: &str) -> Result<Outco
             skipped: Vec::new(),
         });
     }
-    match fetch_and_check(job, store, &v, true).await? {
+    match fetch_and_check(job, store, &v, true, watch).await? {
         Verdict::Good(_) => Ok(Outcome::Restored {
             version: v.id,
             time: v.time,
@@ -518,7 +585,7 @@ pub async fn verify(job: &Job, store: &dyn Store, pick: &Pick) -> anyhow::Result
             store.describe()
         );
     };
-    match fetch_and_check(job, store, &v, false).await? {
+    match fetch_and_check(job, store, &v, false, &Watch::default()).await? {
         Verdict::Good(stats) => Ok(Outcome::Verified {
             version: v.id,
             sha256: sha,
@@ -540,8 +607,10 @@ async fn fetch_and_check(
     store: &dyn Store,
     v: &Version,
     install: bool,
+    watch: &Watch,
 ) -> Result<Verdict> {
-    let f = match store.fetch(v, &job.meta.downloads()?).await {
+    let progress = watch.fetching(v);
+    let f = match store.fetch(v, &job.meta.downloads()?, &progress).await {
         Ok(f) => f,
         // The stored pair is unreadable, or the version went away since it was listed.
         Err(StoreError::Corrupt(why) | StoreError::Missing(why)) => {
@@ -558,6 +627,7 @@ async fn fetch_and_check(
             )))
         }
     };
+    watch.checking();
     let j = job.clone();
     tokio::task::spawn_blocking(move || {
         let r = check(&j, &f).and_then(|verdict| match verdict {

@@ -97,12 +97,11 @@ async fn service(
     match &store {
         None => info!("backups are off: set HF_DATASET or HF_BUCKET (and HF_TOKEN), or ENTRYPOINT_BACKUP_DIR, to keep state across restarts"),
         Some(s) => {
-            if let Some((d, _)) = &door {
-                d.set_phase(Phase::Restoring { store: s.describe() });
-            }
-            let (outcome, failed) = restore_at_start(&job, s.as_ref()).await;
-            if let Some((d, _)) = &door {
-                d.set_restore(s.describe(), outcome, failed);
+            if !restore_first(&job, s.as_ref(), door.as_ref().map(|(d, _)| d), sup).await {
+                if let Some((_, closed)) = door {
+                    closed.cancel();
+                }
+                return Ok(0);
             }
         }
     }
@@ -203,13 +202,44 @@ async fn cancel_when(event: impl std::future::Future<Output = ()>, token: Cancel
     token.cancel();
 }
 
+/// Restore before the child starts, the front door showing how far it is. False when a stop
+/// signal came first: then the service stops at once, with no gateway and no final backup,
+/// which could publish the unrestored state over the good backups. Dropping the restore is
+/// safe at any point: the swap is a rename, and a half-done one is finished by the next
+/// start's `restore::recover` (the same as after a kill -9).
+async fn restore_first(
+    job: &Job,
+    store: &dyn Store,
+    door: Option<&Arc<Door>>,
+    sup: &Supervisor,
+) -> bool {
+    let watch = restore::Watch::default();
+    if let Some(d) = door {
+        d.set_phase(Phase::Restoring {
+            store: store.describe(),
+            watch: watch.clone(),
+        });
+    }
+    let (outcome, failed) = tokio::select! {
+        r = restore_at_start(job, store, &watch) => r,
+        () = sup.stop_signal() => {
+            warn!("stop signal during the restore from {}: stopping without starting the gateway or a final backup; the state on disk is as it was (or the restored version, whole)", store.describe());
+            return false;
+        }
+    };
+    if let Some(d) = door {
+        d.set_restore(store.describe(), outcome, failed);
+    }
+    true
+}
+
 /// Restore before the child starts. Errors never stop the service: the state on disk is kept
 /// and `backup` refuses to upload until a restore succeeds or a backup is forced.
 /// Returns what happened in one line without secrets (for the front door's status), and
 /// whether it failed.
-async fn restore_at_start(job: &Job, store: &dyn Store) -> (String, bool) {
+async fn restore_at_start(job: &Job, store: &dyn Store, watch: &restore::Watch) -> (String, bool) {
     let t = Instant::now();
-    match restore::restore_latest(job, store).await {
+    match restore::restore_latest(job, store, watch).await {
         Ok(restore::Outcome::NoBackup) => {
             info!("no backup in {}: fresh start", store.describe());
             ("no backup yet: fresh start".into(), false)

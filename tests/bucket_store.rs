@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub};
 use openclaw_space::settings::{BucketSettings, Secret};
 use openclaw_space::store::bucket::{BucketStore, POINTER_NAME, VERSIONS_DIR};
-use openclaw_space::store::{Store, StoreError};
+use openclaw_space::store::{Progress, Store, StoreError};
 
 const WRITE: &str = "hf_test_write_0123456789abcdef";
 const READ: &str = "hf_test_read_0123456789abcdef";
@@ -355,7 +355,11 @@ async fn a_stalled_download_times_out_within_the_configured_timeout() {
     let token = format!("/api/buckets/{BUCKET}/xet-read-token");
     rig.hub.faults().add(Some("GET"), &token, 1, Action::Stall);
     let t = Instant::now();
-    let e = expect_err(store.fetch(&head, &rig.scratch()).await);
+    let e = expect_err(
+        store
+            .fetch(&head, &rig.scratch(), &Progress::default())
+            .await,
+    );
     assert!(
         matches!(e, StoreError::Unavailable(ref m) if m.contains("timed out")),
         "{e:?}"
@@ -370,12 +374,18 @@ async fn a_stalled_download_times_out_within_the_configured_timeout() {
         0,
         "no partial file left"
     );
-    // And the store recovers.
+    // And the store recovers, counting the bytes it brings over.
+    let progress = Progress::default();
     let f = store
-        .fetch(&head, &rig.scratch())
+        .fetch(&head, &rig.scratch(), &progress)
         .await
         .expect("fetch after the stall");
     assert_eq!(f.actual_sha256, sha);
+    assert_eq!(
+        progress.bytes(),
+        256 << 10,
+        "progress counts the downloaded bytes"
+    );
 }
 
 #[tokio::test]
@@ -403,7 +413,10 @@ async fn a_pointer_that_is_missing_bad_or_dangling_falls_back_to_the_newest_arch
         .map(|v| v.id)
         .collect();
     assert_eq!(listed, vec![ids[0].clone()]);
-    let f = fresh.fetch(&head, &rig.scratch()).await.expect("fetch");
+    let f = fresh
+        .fetch(&head, &rig.scratch(), &Progress::default())
+        .await
+        .expect("fetch");
     assert_eq!(f.actual_sha256, f.expected_sha256);
 
     // A pointer that is not one (here: an archive's bytes): the newest archive.

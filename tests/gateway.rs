@@ -475,3 +475,65 @@ fn the_front_door_answers_at_once_then_proxies_the_gateway() {
     assert_eq!(code, Some(0), "{output}");
     assert!(!output.contains(TOKEN), "the token leaked into the logs");
 }
+
+/// The Space guide's Telegram example (a relay as `apiRoot`, the bot token as `${VAR}`) goes
+/// through `OPENCLAW_CONFIG_PATCH` and the real OpenClaw accepts the config it makes: its
+/// schema refuses unknown keys (shown with `apiRooot`), so a misspelt key fails here.
+#[test]
+fn the_guides_telegram_relay_example_is_a_config_openclaw_accepts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("spaces/huggingface/README.md")).unwrap();
+    let channels = &guide[guide.find("## 7. Channels").expect("a Channels section")..];
+    let (_, rest) = channels.split_once("```json\n").expect("a ```json example");
+    let patch = rest.split("```").next().unwrap().trim();
+    let parsed: serde_json::Value = serde_json::from_str(patch).expect("valid JSON");
+    assert_eq!(
+        parsed["channels"]["telegram"]["botToken"],
+        "${TELEGRAM_BOT_TOKEN}"
+    );
+    assert!(
+        parsed["channels"]["telegram"].get("webhookUrl").is_none(),
+        "polling"
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_entrypoint"))
+        .arg("config")
+        .env_clear()
+        .env("HOME", home.path())
+        .env("ENTRYPOINT_DATA_DIR", "/nonexistent-data")
+        .env("OPENCLAW_GATEWAY_TOKEN", TOKEN)
+        .env("OPENCLAW_CONFIG_PATCH", patch)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = String::from_utf8(out.stdout).unwrap();
+    std::fs::create_dir_all(home.path().join(".openclaw")).unwrap();
+    let validate = |config: &str| {
+        std::fs::write(home.path().join(".openclaw/openclaw.json"), config).unwrap();
+        Command::new(openclaw_bin_dir().join("openclaw"))
+            .args(["config", "validate"])
+            .current_dir(home.path())
+            .env_clear()
+            .env("PATH", openclaw_bin_dir())
+            .env("HOME", home.path())
+            .env("OPENCLAW_HOME", home.path())
+            .env("OPENCLAW_GATEWAY_TOKEN", TOKEN)
+            .env("TELEGRAM_BOT_TOKEN", "123456:relay-test")
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&config);
+    assert!(
+        ok.status.success(),
+        "openclaw rejects the guide's Telegram example: {}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = validate(&config.replace("\"apiRoot\"", "\"apiRooot\""));
+    assert!(!bad.status.success(), "the check can fail");
+}

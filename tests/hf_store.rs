@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub, RepoType, Transfer};
 use openclaw_space::settings::{HfSettings, Secret};
 use openclaw_space::store::hf::HfStore;
-use openclaw_space::store::{self, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
+use openclaw_space::store::{self, Progress, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
 
 const WRITE: &str = "hf_test_write_0123456789abcdef";
 const READ: &str = "hf_test_read_0123456789abcdef";
@@ -1091,12 +1091,18 @@ async fn versions_are_the_commits_since_the_last_squash() {
         "followed the pages"
     );
 
-    // The older version downloads at its commit.
+    // The older version downloads at its commit, counting its bytes as they land.
+    let progress = Progress::default();
     let f = store
-        .fetch(&listed[1], &rig.scratch())
+        .fetch(&listed[1], &rig.scratch(), &progress)
         .await
         .expect("fetch older");
     assert_eq!(std::fs::read(&f.archive).expect("read"), a);
+    assert_eq!(
+        progress.bytes(),
+        a.len() as u64,
+        "progress counts every byte"
+    );
     assert_eq!(
         (f.expected_sha256.as_str(), f.actual_sha256.as_str()),
         (sha_a.as_str(), sha_a.as_str())
@@ -1142,7 +1148,7 @@ async fn an_upload_after_a_fallback_builds_on_the_head() {
     let listed = restarted.list_versions().await.expect("list");
     assert_eq!(listed[0].id, head.id);
     restarted
-        .fetch(&listed[1], &rig.scratch())
+        .fetch(&listed[1], &rig.scratch(), &Progress::default())
         .await
         .expect("fetch older");
     let before = rig.commits();

@@ -242,3 +242,66 @@ fn a_plain_folder_is_still_the_data_dir() {
     assert!(!data.join("openclaw-backups").exists());
     assert!(log.contains("backups are off"), "{log}");
 }
+
+/// hf-mount keeps symlinks in memory only, and uploads each file on its own: after a restart the
+/// dir store's `current` and seed links are gone, and the newest version may be torn. Five
+/// backups with keep 3 (so the newest's archive may be written over the retiring file, which is
+/// on another filesystem here), then the links are removed and the newest archive is cut short:
+/// a fresh home restores the version before it, whole.
+#[test]
+fn backups_on_the_mount_survive_lost_links_and_a_torn_newest_version() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, mnt, home) = (
+        t.path().join("src"),
+        t.path().join("mnt"),
+        t.path().join("home"),
+    );
+    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+        return;
+    };
+    let state = home.join(".openclaw");
+    fs::create_dir_all(&state).unwrap();
+    for round in 1..=5 {
+        fs::write(state.join("round.txt"), format!("round {round}\n")).unwrap();
+        // Enough bytes that a torn copy is visibly torn.
+        fs::write(state.join("blob.bin"), vec![round as u8; 200_000]).unwrap();
+        let out = entrypoint(&mnt, &home, &[("ENTRYPOINT_BACKUP_KEEP", "3")], &["backup"]);
+        assert!(
+            out.status.success(),
+            "backup {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = src.join("openclaw-backups");
+    let mut versions: Vec<_> = fs::read_dir(store.join(".versions"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    versions.sort();
+    assert_eq!(versions.len(), 3, "keep 3: {versions:?}");
+
+    // The mount restarted: no links; the newest archive landed only in part.
+    for link in ["current", "latest_backup.tar.gz", "latest_backup.sha256"] {
+        fs::remove_file(store.join(link)).unwrap();
+    }
+    let newest = versions[2].join("latest_backup.tar.gz");
+    let bytes = fs::read(&newest).unwrap();
+    fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+
+    let home2 = t.path().join("home2");
+    fs::create_dir_all(&home2).unwrap();
+    let out = entrypoint(&mnt, &home2, &[], &["restore"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        fs::read_to_string(home2.join(".openclaw/round.txt")).unwrap(),
+        "round 4\n",
+        "the version before the torn one: {log}"
+    );
+    assert_eq!(
+        fs::read(home2.join(".openclaw/blob.bin")).unwrap(),
+        vec![4u8; 200_000]
+    );
+}

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::meta::Meta;
+use crate::restore::Watch;
 use crate::settings::{Cidr, Secret};
 
 /// The owner's JSON status: under a prefix the gateway does not use.
@@ -35,8 +36,8 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// What the service is doing, as the status page says it.
 #[derive(Debug, Clone)]
 pub enum Phase {
-    /// Restoring the latest backup from the store (its description).
-    Restoring { store: String },
+    /// Restoring the latest backup from the store (its description), as the restore reports.
+    Restoring { store: String, watch: Watch },
     /// The gateway was started at this time and does not answer yet.
     Starting { since: Instant },
     /// The gateway answers: traffic is proxied.
@@ -125,6 +126,18 @@ impl Door {
 
     fn status_json(&self) -> serde_json::Value {
         let s = self.state();
+        let restoring = match &s.phase {
+            Phase::Restoring { watch, .. } => watch.now().map(|n| {
+                serde_json::json!({
+                    "version": n.version,
+                    "time": n.time,
+                    "size": n.size,
+                    "fetched": n.fetched,
+                    "checking": n.checking,
+                })
+            }),
+            _ => None,
+        };
         let gateway = match &s.phase {
             Phase::Restoring { .. } => "restoring".to_string(),
             Phase::Starting { since } => format!("starting ({} s)", since.elapsed().as_secs()),
@@ -136,6 +149,7 @@ impl Door {
             "gateway_restarts": s.restarts,
             "store": s.store,
             "restore": s.restore,
+            "restoring": restoring,
             "last_backup": self.meta.record(),
         })
     }

@@ -5,15 +5,13 @@
 use hyper::{Response, StatusCode};
 
 use super::{text, Body, Phase};
+use crate::restore::Now;
 
 pub(super) fn status_page(phase: &Phase, restore_failed: bool) -> Response<Body> {
     let (title, detail) = match phase {
-        Phase::Restoring { store } => (
+        Phase::Restoring { store, watch } => (
             "Restoring the last backup".to_string(),
-            format!(
-                "Reading the latest backup from {}. The assistant starts right after.",
-                escape(store)
-            ),
+            restoring(store, watch.now()),
         ),
         Phase::Starting { since } => (
             "Starting the gateway".to_string(),
@@ -53,9 +51,82 @@ pub(super) fn status_page(phase: &Phase, restore_failed: bool) -> Response<Body>
     r
 }
 
+/// Which version, and how far: "12.5 of 48.0 MB (26 %)", then the checks.
+fn restoring(store: &str, now: Option<Now>) -> String {
+    let store = escape(store);
+    let Some(n) = now else {
+        return format!(
+            "Reading the latest backup from {store}. The assistant starts right after."
+        );
+    };
+    let version = match &n.time {
+        Some(t) => format!("version {} of {}", escape(&n.version), escape(t)),
+        None => format!("version {}", escape(&n.version)),
+    };
+    if n.checking {
+        return format!(
+            "Checking {version} from {store} ({}): its SHA-256, every file of the archive and              every database, before it replaces anything.",
+            mb(n.size)
+        );
+    }
+    let percent = (n.fetched * 100).checked_div(n.size).unwrap_or(0).min(100);
+    format!(
+        "Downloading {version} from {store}: <b>{} of {}</b> ({percent} %). The assistant          starts right after.",
+        mb(n.fetched),
+        mb(n.size)
+    )
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now(fetched: u64, checking: bool) -> Option<Now> {
+        Some(Now {
+            version: "d739cc1041ba".into(),
+            time: Some("2026-12-05T17:00:00Z".into()),
+            size: 4_200_000,
+            fetched,
+            checking,
+        })
+    }
+
+    #[test]
+    fn restoring_says_which_version_and_how_far() {
+        let store = "dir:/b<x>";
+        assert!(
+            restoring(store, None).starts_with("Reading the latest backup from dir:/b&lt;x&gt;")
+        );
+        let down = restoring(store, now(1_050_000, false));
+        assert!(
+            down.contains("version d739cc1041ba of 2026-12-05T17:00:00Z"),
+            "{down}"
+        );
+        assert!(down.contains("<b>1.1 MB of 4.2 MB</b> (25 %)"), "{down}");
+        let check = restoring(store, now(4_200_000, true));
+        assert!(
+            check.starts_with("Checking version d739cc1041ba"),
+            "{check}"
+        );
+        // A size the store did not know: no division by zero, no percent over 100.
+        let odd = restoring(
+            store,
+            Some(Now {
+                size: 0,
+                ..now(10, false).unwrap()
+            }),
+        );
+        assert!(odd.contains("(0 %)"), "{odd}");
+    }
 }

@@ -46,7 +46,7 @@ use tracing::{info, warn};
 
 use super::hub::failure::Failure;
 use super::hub::{Conn, MIN_UPLOAD_BYTES_PER_SEC};
-use super::{parse_sidecar, Fetched, Store, StoreError, Version};
+use super::{parse_sidecar, Fetched, Progress, Store, StoreError, Version};
 use crate::settings::BucketSettings;
 
 /// The pointer's file name, next to `versions/`.
@@ -528,7 +528,12 @@ impl Store for BucketStore {
         Ok(listed.iter().map(|l| self.version(l)).collect())
     }
 
-    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+    async fn fetch(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError> {
         let name = format!("{}{ARCHIVE_SUFFIX}", version.id);
         let expected_sha256 = version
             .sha256
@@ -544,7 +549,7 @@ impl Store for BucketStore {
         let path = self.archive_path(&name);
         let (archive, actual_sha256) = self
             .conn
-            .download(&path, version.size, scratch, || {
+            .download(&path, version.size, scratch, progress, || {
                 self.bucket.download_file_stream().remote_path(&path).send()
             })
             .await?;

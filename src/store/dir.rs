@@ -27,7 +27,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    parse_sidecar, Fetched, LocalVersions, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
+    parse_sidecar, Fetched, LocalVersions, Progress, Store, StoreError, Version, ARCHIVE_NAME,
+    SIDECAR_NAME,
 };
 use crate::fsutil::sync_dir;
 
@@ -216,7 +217,12 @@ impl DirStore {
         }))
     }
 
-    fn fetch_sync(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+    fn fetch_sync(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError> {
         let dir = self.version_dir(&version.id)?;
         let src = dir.join(ARCHIVE_NAME);
         if !src.exists() {
@@ -244,7 +250,7 @@ impl DirStore {
                 _ => io_err(&src, e),
             });
         }
-        let (actual, size) = sha256_file(&dst).map_err(|e| {
+        let (actual, size) = sha256_file(&dst, progress).map_err(|e| {
             let _ = fs::remove_file(&dst);
             io_err(&dst, e)
         })?;
@@ -382,9 +388,15 @@ impl Store for DirStore {
             .map_err(|e| StoreError::Other(format!("list task failed: {e}")))?
     }
 
-    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+    async fn fetch(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError> {
         let (this, version, scratch) = (self.clone(), version.clone(), scratch.to_path_buf());
-        tokio::task::spawn_blocking(move || this.fetch_sync(&version, &scratch))
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || this.fetch_sync(&version, &scratch, &progress))
             .await
             .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
     }
@@ -440,7 +452,7 @@ fn io_err(path: &Path, e: io::Error) -> StoreError {
 }
 
 /// SHA-256 (hex) and length of a file.
-pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+fn sha256_file(path: &Path, progress: &Progress) -> io::Result<(String, u64)> {
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -452,6 +464,7 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
         }
         h.update(&buf[..k]);
         n += k as u64;
+        progress.set(n);
     }
     Ok((hex::encode(h.finalize()), n))
 }
@@ -541,9 +554,11 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0], head, "newest first, and head is the newest");
         assert_eq!(listed[1].sha256, Some(hex::encode(Sha256::digest("v1"))));
-        // Any listed version can be fetched.
-        let older = store.fetch(&listed[1], d.path()).await.unwrap();
+        // Any listed version can be fetched; its bytes are counted as they are read.
+        let progress = Progress::default();
+        let older = store.fetch(&listed[1], d.path(), &progress).await.unwrap();
         assert_eq!(fs::read(&older.archive).unwrap(), b"v1");
+        assert_eq!(progress.bytes(), 2);
         assert_eq!(older.actual_sha256, older.expected_sha256);
     }
 
@@ -600,7 +615,10 @@ mod tests {
         fs::rename(&retiring, d.path().join("taken.tar.gz")).unwrap();
         let now = store.list_versions().await.unwrap();
         assert_eq!(now, listed[..2].to_vec());
-        let e = store.fetch(&listed[2], d.path()).await.unwrap_err();
+        let e = store
+            .fetch(&listed[2], d.path(), &Progress::default())
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
         put(&store, &a, "v3");
         let now = store.list_versions().await.unwrap();
@@ -633,7 +651,10 @@ mod tests {
         let listed = store.list_versions().await.unwrap();
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[1].sha256.as_deref(), Some(seed_sha.as_str()));
-        let f = store.fetch(&listed[1], d.path()).await.unwrap();
+        let f = store
+            .fetch(&listed[1], d.path(), &Progress::default())
+            .await
+            .unwrap();
         assert_eq!(fs::read(&f.archive).unwrap(), b"seed bytes");
         assert!(fs::symlink_metadata(root.join(ARCHIVE_NAME))
             .unwrap()

@@ -57,7 +57,9 @@ use tracing::{info, warn};
 
 use super::hub::failure::Failure;
 use super::hub::{Conn, MAX_TRIES, MIN_UPLOAD_BYTES_PER_SEC};
-use super::{parse_sidecar, Fetched, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME};
+use super::{
+    parse_sidecar, Fetched, Progress, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
+};
 use crate::settings::HfSettings;
 
 /// The branch backups live on.
@@ -358,9 +360,10 @@ impl HfStore {
         commit: &str,
         size: u64,
         scratch: &Path,
+        progress: &Progress,
     ) -> Result<(PathBuf, String), StoreError> {
         self.conn
-            .download(ARCHIVE_NAME, size, scratch, || {
+            .download(ARCHIVE_NAME, size, scratch, progress, || {
                 self.repo
                     .download_file_stream()
                     .filename(ARCHIVE_NAME)
@@ -658,7 +661,12 @@ impl Store for HfStore {
             .collect())
     }
 
-    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError> {
+    async fn fetch(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError> {
         // Commit ids are immutable: what was listed is what is downloaded. The baseline for
         // the next upload stays the head read by `head`/`list_versions` (an older version
         // restored is not what the next upload builds on).
@@ -670,7 +678,7 @@ impl Store for HfStore {
             ))
         })?;
         let (archive, actual_sha256) = self
-            .download_archive(&version.id, version.size, scratch)
+            .download_archive(&version.id, version.size, scratch, progress)
             .await?;
         info!(dataset = %self.conn.name, commit = short(&version.id), size = version.size, "downloaded {ARCHIVE_NAME}");
         Ok(Fetched {
@@ -707,7 +715,7 @@ impl Store for HfStore {
             size: archive_size,
             sha256: Some(sha256),
         };
-        let fetched = self.fetch(&version, scratch).await?;
+        let fetched = self.fetch(&version, scratch, &Progress::default()).await?;
         // What we restored from is what the next upload must build on.
         self.set_last_head(Some(commit));
         Ok(Some(fetched))

@@ -23,7 +23,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tracing::warn;
 
 use self::failure::{Context, Failure};
-use super::StoreError;
+use super::{Progress, StoreError};
 use crate::settings::Secret;
 
 /// Tries per call for 5xx / network errors / short rate limits (the first try included).
@@ -315,13 +315,15 @@ impl Conn {
     }
 
     /// Stream a file the Hub says is `size` bytes into a new file in `scratch`, hashing as it
-    /// arrives; `open` starts one download. Retries transient failures from the start (a body
-    /// cut short included); removes the file on error. `file` names it in messages.
+    /// arrives and counting the bytes in `progress`; `open` starts one download. Retries
+    /// transient failures from the start (a body cut short included); removes the file on
+    /// error. `file` names it in messages.
     pub async fn download<F, Fut>(
         &self,
         file: &str,
         size: u64,
         scratch: &Path,
+        progress: &Progress,
         open: F,
     ) -> Result<(PathBuf, String), StoreError>
     where
@@ -343,7 +345,8 @@ impl Conn {
         let mut tries = 0;
         let result = loop {
             tries += 1;
-            let failure = match self.download_once(&open, &mut out).await {
+            progress.set(0);
+            let failure = match self.download_once(&open, &mut out, progress).await {
                 Ok((written, sha)) if written == size => break Ok(sha),
                 Ok((written, _)) => {
                     Failure::Network(format!("the body ended after {written} of {size} bytes"))
@@ -387,6 +390,7 @@ impl Conn {
         &self,
         open: &F,
         out: &mut tokio::fs::File,
+        progress: &Progress,
     ) -> Result<(u64, String), Download>
     where
         F: Fn() -> Fut,
@@ -409,6 +413,7 @@ impl Conn {
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(Download::Local)?;
             written += chunk.len() as u64;
+            progress.add(chunk.len() as u64);
         }
         out.flush().await.map_err(Download::Local)?;
         Ok((written, hex::encode(hasher.finalize())))

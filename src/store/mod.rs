@@ -10,6 +10,8 @@ pub mod hf;
 mod hub;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -45,6 +47,26 @@ pub struct Version {
     /// The digest its sidecar claims (lowercase hex); None when the sidecar is missing or holds
     /// no digest (such a version never verifies, but it is still listed).
     pub sha256: Option<String>,
+}
+
+/// How many bytes of an archive a `fetch` has brought over so far: the store sets it as bytes
+/// land (a local store: as it reads and hashes them); whoever shows progress reads it. Clones
+/// share the count. A retried download starts again from 0.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    pub fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a store call failed. Each kind gets one clear line and its own behaviour upstream.
@@ -89,9 +111,15 @@ pub trait Store: Send + Sync {
     async fn list_versions(&self) -> Result<Vec<Version>, StoreError>;
 
     /// Download `version` (one `list_versions` or `head` returned) into a new file inside
-    /// `scratch` (same filesystem as the state dir). `Missing` when the version is gone since
-    /// it was listed; `Corrupt` when its stored pair is unreadable.
-    async fn fetch(&self, version: &Version, scratch: &Path) -> Result<Fetched, StoreError>;
+    /// `scratch` (same filesystem as the state dir), counting the bytes in `progress`.
+    /// `Missing` when the version is gone since it was listed; `Corrupt` when its stored pair
+    /// is unreadable.
+    async fn fetch(
+        &self,
+        version: &Version,
+        scratch: &Path,
+        progress: &Progress,
+    ) -> Result<Fetched, StoreError>;
 
     /// The latest backup, without downloading the archive; None only when the store
     /// positively holds no backup. `Corrupt` when the latest pair is unreadable.
@@ -102,7 +130,10 @@ pub trait Store: Send + Sync {
     async fn fetch_latest(&self, scratch: &Path) -> Result<Option<Fetched>, StoreError> {
         match self.head().await? {
             None => Ok(None),
-            Some(v) => self.fetch(&v, scratch).await.map(Some),
+            Some(v) => self
+                .fetch(&v, scratch, &Progress::default())
+                .await
+                .map(Some),
         }
     }
 

@@ -33,6 +33,8 @@ pub enum Action {
     Stall,
     /// Answer normally after this delay.
     Delay(Duration),
+    /// Send the body `chunk` bytes at a time, one chunk per `every` (a slow link).
+    Trickle { chunk: usize, every: Duration },
 }
 
 #[derive(Clone, Debug)]

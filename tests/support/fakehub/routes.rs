@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::body::Bytes;
@@ -17,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
 use super::faults::Action;
@@ -98,6 +100,9 @@ async fn handle(State(hub): State<Hub>, req: Request) -> Response {
         }
         Some(Action::Corrupt) => map_body(route(&hub, &req), corrupt).await,
         Some(Action::Abort(n)) => abort_body(route(&hub, &req), n).await,
+        Some(Action::Trickle { chunk, every }) => {
+            trickle_body(route(&hub, &req), chunk, every).await
+        }
         Some(Action::Stall) | Some(Action::Delay(_)) | None => route(&hub, &req),
     };
     hub.state()
@@ -439,6 +444,22 @@ async fn abort_body(r: Response, n: usize) -> Response {
         Ok::<Bytes, std::io::Error>(head),
         Err(std::io::Error::other("fakehub: injected connection abort")),
     ]);
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+async fn trickle_body(r: Response, chunk: usize, every: Duration) -> Response {
+    let (parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let chunks: Vec<Bytes> = bytes
+        .chunks(chunk.max(1))
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let stream = futures_util::stream::iter(chunks).then(move |c| async move {
+        tokio::time::sleep(every).await;
+        Ok::<Bytes, std::io::Error>(c)
+    });
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
