@@ -169,16 +169,37 @@ pub enum StoreSettings {
 pub struct HfSettings {
     /// `owner/name`.
     pub dataset: String,
-    pub token: Option<Secret>,
-    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = hf-hub's default.
-    pub endpoint: Option<String>,
-    /// Allow backing up into a public dataset (backups hold credentials).
-    pub allow_public: bool,
+    #[serde(flatten)]
+    pub hub: HubAccess,
     /// Squash the dataset's history after this many uploads (0 = never).
     pub squash_every: u32,
-    /// Per-request timeout.
+}
+
+/// How the Hub stores (dataset, bucket) reach the Hub.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubAccess {
+    pub token: Option<Secret>,
+    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = the Hub.
+    pub endpoint: Option<String>,
+    /// `ENTRYPOINT_HF_ALLOW_PUBLIC`: allow a public dataset or bucket (backups hold
+    /// credentials).
+    pub allow_public: bool,
+    /// Per-request timeout (`ENTRYPOINT_HF_TIMEOUT`).
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+}
+
+impl HubAccess {
+    fn from_env(env: &Env, token: Option<&Secret>) -> Result<HubAccess, SettingError> {
+        Ok(HubAccess {
+            token: token.cloned(),
+            endpoint: env
+                .get("HF_ENDPOINT")
+                .map(|e| e.trim_end_matches('/').to_string()),
+            allow_public: env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false),
+            timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -607,26 +628,16 @@ fn backup(env: &Env, hf_token: Option<&Secret>) -> Result<BackupSettings, Settin
 /// or none.
 fn store(env: &Env, hf_token: Option<&Secret>) -> Result<Option<StoreSettings>, SettingError> {
     let keep = backup_keep(env)?;
-    let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
+    // Checked even without a Hub store: a bad value is an error either way.
+    let hub = HubAccess::from_env(env, hf_token)?;
     let chosen: Vec<(&'static str, &str)> = ["HF_DATASET", "HF_BUCKET", "ENTRYPOINT_BACKUP_DIR"]
         .into_iter()
         .filter_map(|var| env.get(var).map(|v| (var, v)))
         .collect();
     Ok(match chosen.as_slice() {
         [] => None,
-        [("HF_DATASET", ds)] => Some(StoreSettings::Hf(hf_store(
-            env,
-            ds,
-            hf_token,
-            allow_public,
-        )?)),
-        [("HF_BUCKET", b)] => Some(StoreSettings::Bucket(bucket::bucket_store(
-            env,
-            b,
-            hf_token,
-            allow_public,
-            keep,
-        )?)),
+        [("HF_DATASET", ds)] => Some(StoreSettings::Hf(hf_store(env, ds, hub)?)),
+        [("HF_BUCKET", b)] => Some(StoreSettings::Bucket(bucket::bucket_store(b, hub, keep)?)),
         [(_, dir)] => Some(StoreSettings::Dir {
             path: PathBuf::from(dir),
             keep,
@@ -640,12 +651,7 @@ fn store(env: &Env, hf_token: Option<&Secret>) -> Result<Option<StoreSettings>, 
     })
 }
 
-fn hf_store(
-    env: &Env,
-    ds: &str,
-    token: Option<&Secret>,
-    allow_public: bool,
-) -> Result<HfSettings, SettingError> {
+fn hf_store(env: &Env, ds: &str, hub: HubAccess) -> Result<HfSettings, SettingError> {
     let valid = ds
         .split_once('/')
         .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
@@ -666,13 +672,8 @@ fn hf_store(
     };
     Ok(HfSettings {
         dataset: ds.to_string(),
-        token: token.cloned(),
-        endpoint: env
-            .get("HF_ENDPOINT")
-            .map(|e| e.trim_end_matches('/').to_string()),
-        allow_public,
+        hub,
         squash_every,
-        timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
     })
 }
 
@@ -863,7 +864,7 @@ mod tests {
         match s.backup.store {
             Some(StoreSettings::Hf(h)) => {
                 assert_eq!(h.dataset, "alice/backup");
-                assert!(!h.allow_public);
+                assert!(!h.hub.allow_public);
             }
             other => panic!("{other:?}"),
         }
@@ -881,7 +882,7 @@ mod tests {
                     ("alice/claw", "box")
                 );
                 assert_eq!(b.keep, 5);
-                assert!(b.token.is_some() && !b.allow_public);
+                assert!(b.hub.token.is_some() && !b.hub.allow_public);
             }
             other => panic!("{other:?}"),
         }

@@ -7,6 +7,8 @@
 
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
+#[path = "support/hubtest.rs"]
+mod hubtest;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,25 +16,12 @@ use std::time::{Duration, Instant};
 use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub};
 use openclaw_space::settings::{BucketSettings, Secret};
 use openclaw_space::store::bucket::{BucketStore, POINTER_NAME, VERSIONS_DIR};
-use openclaw_space::store::{Progress, Store, StoreError};
+use openclaw_space::store::{Progress, Store};
 
-const WRITE: &str = "hf_test_write_0123456789abcdef";
-const READ: &str = "hf_test_read_0123456789abcdef";
-const UNKNOWN: &str = "hf_test_unknown_0123456789abcdef";
+use hubtest::{expect_error, test_env, READ, UNKNOWN, WRITE};
+
 const BUCKET: &str = "alice/claw-bucket";
 const PREFIX: &str = "spaces/claw";
-
-/// Keep xet fast to fail and quiet, and keep the proxy away from loopback (set once, before
-/// any client exists: the xet runtime reads them when it starts).
-fn test_env() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1");
-        std::env::set_var("HF_XET_TELEMETRY_ENABLED", "0");
-        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
-        std::env::set_var("no_proxy", "127.0.0.1,localhost");
-    });
-}
 
 struct Rig {
     hub: FakeHub,
@@ -54,11 +43,8 @@ impl Rig {
         BucketSettings {
             bucket: BUCKET.to_string(),
             prefix: PREFIX.to_string(),
-            token: Some(Secret::new(WRITE)),
-            endpoint: Some(self.hub.endpoint().to_string()),
-            allow_public: false,
+            hub: hubtest::access(self.hub.endpoint(), Some(WRITE)),
             keep: 3,
-            timeout: Duration::from_secs(10),
         }
     }
 
@@ -97,20 +83,15 @@ impl Rig {
         Some(String::from_utf8(bytes).expect("utf-8 pointer"))
     }
 
+    /// The latest backup's id as a fresh store (no state of its own) sees it.
+    async fn head_id(&self) -> String {
+        let head = self.store().await.head().await.expect("head");
+        head.expect("a backup").id
+    }
+
     fn batch_path(&self) -> String {
         format!("/api/buckets/{BUCKET}/batch")
     }
-}
-
-/// Every error is one line and free of every token the tests use.
-fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>) -> StoreError {
-    let e = r.expect_err("expected an error");
-    let text = format!("{e} {e:?}");
-    for secret in [WRITE, READ, UNKNOWN] {
-        assert!(!text.contains(secret), "token leaked into an error: {text}");
-    }
-    assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
-    e
 }
 
 /// Fetch the latest; check the file holds exactly the bytes the store hashed.
@@ -207,11 +188,7 @@ async fn keeps_the_newest_versions_and_deletes_only_after_the_pointer_moved() {
         .faults()
         .fail_bucket_adds(&format!("{PREFIX}/{POINTER_NAME}"), 2);
     let (path, sha) = rig.archive("3.tar.gz", &pseudo_random(64 << 10, 13));
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains(POINTER_NAME)),
-        "{e:?}"
-    );
+    expect_error(store.put(&path, &sha).await, "Unavailable", POINTER_NAME);
     assert!(
         rig.pointer().is_some_and(|p| p.contains(&ids[2])),
         "pointer unchanged"
@@ -244,10 +221,10 @@ async fn a_failed_add_inside_a_200_is_not_taken_for_success() {
     let versions = format!("{PREFIX}/{VERSIONS_DIR}/");
     rig.hub.faults().fail_bucket_adds(&versions, 2);
     let (path, sha) = rig.archive("b.tar.gz", &pseudo_random(64 << 10, 3));
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("per-file failure")),
-        "{e:?}"
+    expect_error(
+        store.put(&path, &sha).await,
+        "Unavailable",
+        "per-file failure",
     );
     assert!(
         rig.pointer().is_some_and(|p| p.contains(&first)),
@@ -287,10 +264,10 @@ async fn server_error_bursts_are_retried_and_persistent_ones_are_unavailable() {
         .faults()
         .always(None, "/api/buckets/", Action::Status(502));
     let t = Instant::now();
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("502")),
-        "{e:?}"
+    expect_error(
+        store.fetch_latest(&rig.scratch()).await,
+        "Unavailable",
+        "502",
     );
     assert!(
         t.elapsed() < Duration::from_secs(15),
@@ -329,15 +306,10 @@ async fn rate_limits_are_waited_out_or_pause_the_store() {
     // A long one: fail fast, and no request goes out until then.
     rig.hub.faults().add(None, "/api/", 1, limited(600));
     let t = Instant::now();
-    let e = expect_err(store.head().await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("429")),
-        "{e:?}"
-    );
+    expect_error(store.head().await, "Unavailable", "429");
     assert!(t.elapsed() < Duration::from_secs(2));
     let sent = rig.hub.requests().len();
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    expect_error(store.put(&path, &sha).await, "Unavailable", "");
     assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
 }
 
@@ -345,7 +317,7 @@ async fn rate_limits_are_waited_out_or_pause_the_store() {
 async fn a_stalled_download_times_out_within_the_configured_timeout() {
     let rig = Rig::start().await;
     let mut s = rig.settings();
-    s.timeout = Duration::from_secs(1);
+    s.hub.timeout = Duration::from_secs(1);
     let store = rig.store_with(s).await;
     let (path, sha) = rig.archive("a.tar.gz", &pseudo_random(256 << 10, 5));
     store.put(&path, &sha).await.expect("put");
@@ -355,14 +327,12 @@ async fn a_stalled_download_times_out_within_the_configured_timeout() {
     let token = format!("/api/buckets/{BUCKET}/xet-read-token");
     rig.hub.faults().add(Some("GET"), &token, 1, Action::Stall);
     let t = Instant::now();
-    let e = expect_err(
+    expect_error(
         store
             .fetch(&head, &rig.scratch(), &Progress::default())
             .await,
-    );
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("timed out")),
-        "{e:?}"
+        "Unavailable",
+        "timed out",
     );
     assert!(
         t.elapsed() < Duration::from_millis(2500),
@@ -423,29 +393,11 @@ async fn a_pointer_that_is_missing_bad_or_dangling_falls_back_to_the_newest_arch
     assert!(rig
         .hub
         .copy_bucket_file(BUCKET, &archive(&ids[0]), &pointer));
-    assert_eq!(
-        rig.store()
-            .await
-            .head()
-            .await
-            .expect("head")
-            .expect("backup")
-            .id,
-        ids[0]
-    );
+    assert_eq!(rig.head_id().await, ids[0]);
 
     // No pointer at all: the newest archive.
     assert!(rig.hub.remove_bucket_file(BUCKET, &pointer));
-    assert_eq!(
-        rig.store()
-            .await
-            .head()
-            .await
-            .expect("head")
-            .expect("backup")
-            .id,
-        ids[0]
-    );
+    assert_eq!(rig.head_id().await, ids[0]);
 
     // A dangling pointer and no archive left is not "no backup": it is corrupt.
     let (path, sha) = rig.archive("2.tar.gz", &pseudo_random(64 << 10, 22));
@@ -459,11 +411,7 @@ async fn a_pointer_that_is_missing_bad_or_dangling_falls_back_to_the_newest_arch
     for id in [&ids[0], &last] {
         rig.hub.remove_bucket_file(BUCKET, &archive(id));
     }
-    let e = expect_err(rig.store().await.head().await);
-    assert!(
-        matches!(e, StoreError::Corrupt(ref m) if m.contains("is gone")),
-        "{e:?}"
-    );
+    expect_error(rig.store().await.head().await, "Corrupt", "is gone");
 }
 
 #[tokio::test]
@@ -472,19 +420,18 @@ async fn public_buckets_are_refused_unless_allowed_and_tokens_are_checked() {
     rig.hub.create_bucket(BUCKET, false);
     let (path, sha) = rig.archive("a.tar.gz", b"archive");
     let store = rig.store().await;
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(
-        matches!(e, StoreError::Forbidden(ref m) if m.contains("ENTRYPOINT_HF_ALLOW_PUBLIC")),
-        "{e:?}"
+    expect_error(
+        store.put(&path, &sha).await,
+        "Forbidden",
+        "ENTRYPOINT_HF_ALLOW_PUBLIC",
     );
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
+    expect_error(store.fetch_latest(&rig.scratch()).await, "Forbidden", "");
     assert!(
         rig.hub.bucket_files(BUCKET).is_empty(),
         "nothing written to the public bucket"
     );
     let mut s = rig.settings();
-    s.allow_public = true;
+    s.hub.allow_public = true;
     rig.store_with(s)
         .await
         .put(&path, &sha)
@@ -493,19 +440,19 @@ async fn public_buckets_are_refused_unless_allowed_and_tokens_are_checked() {
 
     // A rejected token and a read-only one.
     let mut s = rig.settings();
-    s.token = Some(Secret::new(UNKNOWN));
-    let e = expect_err(rig.store_with(s).await.put(&path, &sha).await);
-    assert!(
-        matches!(e, StoreError::Unauthorized(ref m) if m.contains("HF_TOKEN was rejected")),
-        "{e:?}"
+    s.hub.token = Some(Secret::new(UNKNOWN));
+    expect_error(
+        rig.store_with(s).await.put(&path, &sha).await,
+        "Unauthorized",
+        "HF_TOKEN was rejected",
     );
     let mut s = rig.settings();
-    s.token = Some(Secret::new(READ));
-    s.allow_public = true;
-    let e = expect_err(rig.store_with(s).await.put(&path, &sha).await);
-    assert!(
-        matches!(e, StoreError::Forbidden(ref m) if m.contains("bucket")),
-        "{e:?}"
+    s.hub.token = Some(Secret::new(READ));
+    s.hub.allow_public = true;
+    expect_error(
+        rig.store_with(s).await.put(&path, &sha).await,
+        "Forbidden",
+        "bucket",
     );
 }
 
@@ -519,8 +466,7 @@ async fn another_writer_moving_the_pointer_is_reported_once() {
     let (path, sha) = rig.archive("b.tar.gz", &pseudo_random(64 << 10, 31));
     a.put(&path, &sha).await.expect("a again");
     let (path, sha) = rig.archive("c.tar.gz", &pseudo_random(64 << 10, 32));
-    let e = expect_err(b.put(&path, &sha).await);
-    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    expect_error(b.put(&path, &sha).await, "Conflict", "");
     b.put(&path, &sha)
         .await
         .expect("the next put publishes on top");
@@ -533,69 +479,32 @@ async fn another_writer_moving_the_pointer_is_reported_once() {
 async fn a_small_change_uploads_little() {
     let rig = Rig::start().await;
     let store = rig.store().await;
-    let size = 50 << 20;
-    let mut data = pseudo_random(size, 8);
-    let (path, sha) = rig.archive("a.tar", &data);
-    store.put(&path, &sha).await.expect("first put");
-    let first = rig.hub.cas_bytes_received();
-    let mid = size / 2;
-    data[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 9));
-    let (path, sha) = rig.archive("b.tar", &data);
-    store.put(&path, &sha).await.expect("second put");
-    let second = rig.hub.cas_bytes_received() - first;
-    let ratio = second as f64 / size as f64;
-    eprintln!(
-        "bucket xet: first upload {first} bytes, second {second} bytes = {:.3}% of {size}",
-        ratio * 100.0
-    );
-    assert!(
-        ratio <= 0.03,
-        "second upload sent {:.2}% of the archive",
-        ratio * 100.0
-    );
-    let (bytes, _, actual) = fetch_latest(&store, &rig.scratch()).await.expect("backup");
-    assert!(bytes == data, "xet round trip is byte-identical");
-    assert_eq!(actual, sha);
+    let data = pseudo_random(50 << 20, 8);
+    let patch = pseudo_random(4096, 9);
+    hubtest::check_small_change(&store, rig.dir.path(), "bucket", data, &patch, || {
+        rig.hub.cas_bytes_received()
+    })
+    .await;
 }
 
 /// Run the real binary against the fake hub with `HF_BUCKET` (plus `extra` variables);
-/// returns (success, stdout, stderr), checking no token reached either.
+/// returns (success, stdout, stderr).
 async fn entrypoint(
     rig: &Rig,
     data: &Path,
     args: &[&str],
     extra: &[(&str, &str)],
 ) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"));
+    let mut cmd = hubtest::entrypoint(rig.hub.endpoint(), WRITE, rig.dir.path(), data);
     cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", rig.dir.path())
-        .env("ENTRYPOINT_DATA_DIR", data)
-        .env("ENTRYPOINT_LOG", "info")
         .env("HF_BUCKET", format!("{BUCKET}/{PREFIX}"))
-        .env("HF_TOKEN", WRITE)
-        .env("HF_ENDPOINT", rig.hub.endpoint())
-        .env("ENTRYPOINT_HF_TIMEOUT", "10s")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-        .env("HF_XET_TELEMETRY_ENABLED", "0")
-        .envs(extra.iter().copied())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("entrypoint took over 2 minutes")
-        .expect("cannot run the entrypoint binary");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    for secret in [WRITE, READ, UNKNOWN] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "token in the output of {args:?}:\n{stdout}\n{stderr}"
-        );
-    }
-    (out.status.success(), stdout, stderr)
+        .envs(extra.iter().copied());
+    hubtest::run(
+        &mut cmd,
+        &format!("entrypoint {args:?}"),
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 fn json_of(stdout: &str) -> serde_json::Value {

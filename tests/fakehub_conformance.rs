@@ -5,6 +5,8 @@
 //! If a real client disagrees with the fake, the fake is wrong.
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
+#[path = "support/hubtest.rs"]
+mod hubtest;
 
 use std::time::Duration;
 
@@ -461,69 +463,32 @@ async fn hf_hub_crate_under_faults() {
     assert_eq!(hub.faults().pending(), 0);
 }
 
-/// Create (or reuse) the Python venv and return its interpreter.
-async fn python(variant: &[&str]) -> std::path::PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new(script).args(variant).output(),
-    )
-    .await
-    .expect("scripts/python-venv.sh took over 10 minutes")
-    .expect("cannot run scripts/python-venv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/python-venv.sh {variant:?} failed (the conformance check needs python3 and PyPI):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-}
-
 /// Run tests/conformance/hf_client_check.py against a fresh fake and return the fake.
 async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Path) -> FakeHub {
     run_python_check_on(start(transfer, tmp).await, expect, tmp).await
 }
 
 async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) -> FakeHub {
-    let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
+    let py = hubtest::python_venv(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
     // Two commits a page: the client must follow the `Link` header to see all four.
     hub.faults().set_commits_page_size(Some(2));
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_client_check.py"
     );
-    let mut cmd = tokio::process::Command::new(py);
+    let mut cmd = hubtest::python(&py, hub.endpoint(), WRITE, tmp);
     cmd.arg(check)
         .args(["--repo", "me/check", "--expect", expect])
         .current_dir(tmp)
-        .env("HF_ENDPOINT", hub.endpoint())
-        .env("HF_TOKEN", WRITE)
-        .env("HF_READ_TOKEN", READ)
-        .env("HF_HOME", tmp.join("hf-home"))
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-        .env("HF_XET_TELEMETRY_ENABLED", "0")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env_remove("HF_TOKEN_PATH")
-        .kill_on_drop(true);
-    if expect == "xet" {
-        cmd.env_remove("HF_HUB_DISABLE_XET");
-    } else {
+        .env("HF_READ_TOKEN", READ);
+    if expect != "xet" {
         cmd.env("HF_HUB_DISABLE_XET", "1");
     }
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("hf_client_check.py took over 5 minutes")
-        .expect("cannot run hf_client_check.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (ok, stdout, stderr) =
+        hubtest::run(&mut cmd, "hf_client_check.py", Duration::from_secs(300)).await;
     assert!(
-        out.status.success()
-            && stdout.contains("ok read-only token")
-            && stdout.contains("CHECK PASSED"),
-        "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && stdout.contains("ok read-only token") && stdout.contains("CHECK PASSED"),
+        "the official client disagrees with the fake ({expect}):\n{stdout}\n{stderr}"
     );
     // Pages: 2 + 2 (at main, plain and formatted), 1 (at an older commit), 1 (after the squash).
     assert_eq!(
@@ -766,20 +731,16 @@ async fn python_client_with_xet_behind_cdn_redirect() {
 /// download_bucket_files), and reading a backup our bucket store published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_buckets() {
-    use openclaw_space::settings::{BucketSettings, Secret};
+    use openclaw_space::settings::BucketSettings;
     use openclaw_space::store::{bucket::BucketStore, Store};
     let tmp = tempfile::tempdir().unwrap();
     let hub = start(Transfer::Xet, tmp.path()).await;
-    std::env::set_var("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1");
-    std::env::set_var("HF_XET_TELEMETRY_ENABLED", "0");
+    hubtest::test_env();
     let store = BucketStore::open(&BucketSettings {
         bucket: "me/backups".into(),
         prefix: "space".into(),
-        token: Some(Secret::new(WRITE)),
-        endpoint: Some(hub.endpoint().to_string()),
-        allow_public: false,
+        hub: hubtest::access(hub.endpoint(), Some(WRITE)),
         keep: 3,
-        timeout: Duration::from_secs(30),
     })
     .await
     .expect("open");
@@ -791,43 +752,23 @@ async fn python_client_buckets() {
         .await
         .expect("the store publishes");
 
-    let py = python(&[]).await;
+    let py = hubtest::python_venv(&[]).await;
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_bucket_check.py"
     );
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(py)
-            .arg(check)
-            .args(["--bucket", "me/check-bucket", "--store", "me/backups/space"])
-            .current_dir(tmp.path())
-            .env("HF_ENDPOINT", hub.endpoint())
-            .env("HF_TOKEN", WRITE)
-            .env("HF_READ_TOKEN", READ)
-            .env("HF_HOME", tmp.path().join("hf-home"))
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-            .env("HF_XET_TELEMETRY_ENABLED", "0")
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            .env_remove("HF_HUB_DISABLE_XET")
-            .env_remove("HF_TOKEN_PATH")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("hf_bucket_check.py took over 5 minutes")
-    .expect("cannot run hf_bucket_check.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut cmd = hubtest::python(&py, hub.endpoint(), WRITE, tmp.path());
+    cmd.arg(check)
+        .args(["--bucket", "me/check-bucket", "--store", "me/backups/space"])
+        .current_dir(tmp.path())
+        .env("HF_READ_TOKEN", READ);
+    let (ok, stdout, stderr) =
+        hubtest::run(&mut cmd, "hf_bucket_check.py", Duration::from_secs(300)).await;
     assert!(
-        out.status.success()
-            && stdout.contains("ok batch_bucket_files partial failure")
+        ok && stdout.contains("ok batch_bucket_files partial failure")
             && stdout.contains("ok the Rust store's backup")
             && stdout.contains("CHECK PASSED"),
-        "the official client disagrees with the fake's buckets:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "the official client disagrees with the fake's buckets:\n{stdout}\n{stderr}"
     );
     // Python sends mtime in milliseconds (the Hub's unit).
     let files = hub.bucket_files("me/check-bucket");

@@ -1,11 +1,9 @@
 //! `HF_BUCKET=owner/name[/prefix]`: backups in a Hugging Face Storage Bucket (see
 //! `store::bucket`). Its own file so `store()` in the settings stays a short choice.
 
-use std::time::Duration;
-
 use serde::Serialize;
 
-use super::{bad, Env, Secret, SettingError};
+use super::{bad, HubAccess, SettingError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BucketSettings {
@@ -13,24 +11,16 @@ pub struct BucketSettings {
     pub bucket: String,
     /// Folder inside the bucket, without leading or trailing `/`; empty for the bucket's root.
     pub prefix: String,
-    pub token: Option<Secret>,
-    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = the Hub.
-    pub endpoint: Option<String>,
-    /// `ENTRYPOINT_HF_ALLOW_PUBLIC`: allow a public bucket (backups hold credentials).
-    pub allow_public: bool,
+    #[serde(flatten)]
+    pub hub: HubAccess,
     /// Versions kept (`ENTRYPOINT_BACKUP_KEEP`, at least 1).
     pub keep: usize,
-    /// Per-request timeout (`ENTRYPOINT_HF_TIMEOUT`).
-    #[serde(serialize_with = "super::ser_duration")]
-    pub timeout: Duration,
 }
 
 /// Parse `HF_BUCKET`'s value (`owner/name`, `owner/name/folder`, also `hf://buckets/...`).
 pub(super) fn bucket_store(
-    env: &Env,
     value: &str,
-    token: Option<&Secret>,
-    allow_public: bool,
+    hub: HubAccess,
     keep: usize,
 ) -> Result<BucketSettings, SettingError> {
     let v = value.trim_start_matches("hf://buckets/").trim_matches('/');
@@ -48,13 +38,8 @@ pub(super) fn bucket_store(
     Ok(BucketSettings {
         bucket: format!("{owner}/{name}"),
         prefix,
-        token: token.cloned(),
-        endpoint: env
-            .get("HF_ENDPOINT")
-            .map(|e| e.trim_end_matches('/').to_string()),
-        allow_public,
+        hub,
         keep,
-        timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
     })
 }
 
@@ -63,7 +48,13 @@ mod tests {
     use super::*;
 
     fn parse(v: &str) -> Result<BucketSettings, SettingError> {
-        bucket_store(&Env::from_pairs([]), v, None, false, 3)
+        let hub = HubAccess {
+            token: None,
+            endpoint: None,
+            allow_public: false,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        bucket_store(v, hub, 3)
     }
 
     #[test]

@@ -99,24 +99,12 @@ enum Found {
 impl BucketStore {
     /// Build the client. No network I/O here (see the module doc).
     pub async fn open(settings: &BucketSettings) -> anyhow::Result<Self> {
-        let Some((owner, name)) = settings.bucket.split_once('/') else {
-            anyhow::bail!(
-                "HF_BUCKET: '{}' is not a bucket; write owner/name or owner/name/folder",
-                settings.bucket
-            );
-        };
-        let conn = Conn::new(
-            "bucket",
-            &settings.bucket,
-            settings.endpoint.as_deref(),
-            settings.token.as_ref(),
-            settings.timeout,
-        )?;
+        let conn = Conn::new("bucket", &settings.bucket, &settings.hub)?;
         Ok(BucketStore {
-            bucket: conn.client.bucket(owner, name),
+            bucket: conn.client.bucket(&conn.owner, &conn.short_name),
             conn,
             prefix: settings.prefix.trim_matches('/').to_string(),
-            allow_public: settings.allow_public,
+            allow_public: settings.hub.allow_public,
             keep: settings.keep.max(1),
             seen_pointer: Mutex::new(None),
             writer: tokio::sync::Mutex::new(()),

@@ -48,7 +48,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use hf_hub::repository::{CommitOperation, DatasetInfo, RepoTreeEntry};
@@ -117,23 +116,11 @@ enum Located {
 impl HfStore {
     /// Build the client. No network I/O here (see the module doc).
     pub async fn open(settings: &HfSettings) -> anyhow::Result<Self> {
-        let (owner, name) = settings.dataset.split_once('/').with_context(|| {
-            format!(
-                "HF_DATASET: '{}' is not a dataset id; write owner/name",
-                settings.dataset
-            )
-        })?;
-        let conn = Conn::new(
-            "dataset",
-            &settings.dataset,
-            settings.endpoint.as_deref(),
-            settings.token.as_ref(),
-            settings.timeout,
-        )?;
+        let conn = Conn::new("dataset", &settings.dataset, &settings.hub)?;
         Ok(HfStore {
-            repo: conn.client.dataset(owner, name),
+            repo: conn.client.dataset(&conn.owner, &conn.short_name),
             conn,
-            allow_public: settings.allow_public,
+            allow_public: settings.hub.allow_public,
             squash_every: settings.squash_every,
             last_head: Mutex::new(None),
             writer: tokio::sync::Mutex::new(Writer {
@@ -176,6 +163,19 @@ impl HfStore {
         }
     }
 
+    /// The dataset's info for a read (`what`), or None when it does not exist (after making
+    /// sure the 404 was not a rejected token in disguise).
+    async fn dataset_for_read(&self, what: &str) -> Result<Option<DatasetInfo>, StoreError> {
+        let info = self
+            .dataset_info()
+            .await
+            .map_err(|f| self.conn.fail(what, f))?;
+        if info.is_none() {
+            self.conn.check_token_after_404(what).await?;
+        }
+        Ok(info)
+    }
+
     /// Backups hold credentials: refuse a public dataset unless the user opted in.
     fn check_visibility(&self, info: &DatasetInfo) -> Result<(), StoreError> {
         if info.private == Some(false) && !self.allow_public {
@@ -189,12 +189,7 @@ impl HfStore {
 
     /// Find the latest backup: head of `main`, then both files' sizes at that commit.
     async fn locate(&self, what: &str) -> Result<Located, StoreError> {
-        let Some(info) = self
-            .dataset_info()
-            .await
-            .map_err(|f| self.conn.fail(what, f))?
-        else {
-            self.conn.check_token_after_404(what).await?;
+        let Some(info) = self.dataset_for_read(what).await? else {
             return Ok(Located::NoDataset);
         };
         self.check_visibility(&info)?;
@@ -623,12 +618,7 @@ impl Store for HfStore {
 
     async fn list_versions(&self) -> Result<Vec<Version>, StoreError> {
         let what = "listing the backup versions";
-        let Some(info) = self
-            .dataset_info()
-            .await
-            .map_err(|f| self.conn.fail(what, f))?
-        else {
-            self.conn.check_token_after_404(what).await?;
+        let Some(info) = self.dataset_for_read(what).await? else {
             return Ok(Vec::new());
         };
         self.check_visibility(&info)?;

@@ -24,7 +24,7 @@ use tracing::warn;
 
 use self::failure::{Context, Failure};
 use super::{Progress, StoreError};
-use crate::settings::Secret;
+use crate::settings::{HubAccess, Secret};
 
 /// Tries per call for 5xx / network errors / short rate limits (the first try included).
 pub(super) const MAX_TRIES: u32 = 4;
@@ -42,6 +42,9 @@ pub(super) struct Conn {
     pub kind: &'static str,
     /// `owner/name`.
     pub name: String,
+    /// The two halves of `name`.
+    pub owner: String,
+    pub short_name: String,
     pub endpoint: String,
     pub token: Option<Secret>,
     /// `ENTRYPOINT_HF_TIMEOUT`: per request, and per idle gap while streaming.
@@ -60,14 +63,21 @@ enum Download {
 }
 
 impl Conn {
-    /// Build the clients. No network I/O. `var` names the variable for a bad endpoint message.
-    pub fn new(
-        kind: &'static str,
-        name: &str,
-        endpoint: Option<&str>,
-        token: Option<&Secret>,
-        timeout: Duration,
-    ) -> anyhow::Result<Conn> {
+    /// Build the clients for `kind` `name` (`owner/name`). No network I/O.
+    pub fn new(kind: &'static str, name: &str, access: &HubAccess) -> anyhow::Result<Conn> {
+        let (endpoint, token, timeout) = (
+            access.endpoint.as_deref(),
+            access.token.as_ref(),
+            access.timeout,
+        );
+        let var = if kind == "bucket" {
+            "HF_BUCKET"
+        } else {
+            "HF_DATASET"
+        };
+        let Some((owner, short_name)) = name.split_once('/') else {
+            anyhow::bail!("{var}: '{name}' is not a {kind} id; write owner/name");
+        };
         // hf-hub sets no timeouts of its own; these bound every request it makes through us.
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(15)))
@@ -97,6 +107,8 @@ impl Conn {
         Ok(Conn {
             kind,
             name: name.to_string(),
+            owner: owner.to_string(),
+            short_name: short_name.to_string(),
             endpoint,
             token: token.cloned(),
             timeout,
@@ -431,15 +443,13 @@ mod tests {
     use super::*;
 
     fn conn(token: Option<&str>) -> Conn {
-        let token = token.map(Secret::new);
-        Conn::new(
-            "dataset",
-            "alice/claw",
-            Some("http://127.0.0.1:9"),
-            token.as_ref(),
-            Duration::from_secs(5),
-        )
-        .expect("no I/O")
+        let access = HubAccess {
+            token: token.map(Secret::new),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            allow_public: false,
+            timeout: Duration::from_secs(5),
+        };
+        Conn::new("dataset", "alice/claw", &access).expect("no I/O")
     }
 
     #[test]
