@@ -260,20 +260,7 @@ async fn server_error_bursts_are_retried_and_persistent_ones_are_unavailable() {
     assert_eq!(rig.hub.faults().pending(), 0, "all faults fired");
     assert_eq!(rig.archives().len(), 1);
 
-    rig.hub
-        .faults()
-        .always(None, "/api/buckets/", Action::Status(502));
-    let t = Instant::now();
-    expect_error(
-        store.fetch_latest(&rig.scratch()).await,
-        "Unavailable",
-        "502",
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "bounded: {:?}",
-        t.elapsed()
-    );
+    hubtest::check_persistent_5xx(&store, &rig.hub, "/api/buckets/", &rig.scratch()).await;
 }
 
 #[tokio::test]
@@ -282,35 +269,8 @@ async fn rate_limits_are_waited_out_or_pause_the_store() {
     let store = rig.store().await;
     let (path, sha) = rig.archive("a.tar.gz", b"small archive");
     store.put(&path, &sha).await.expect("put");
-
-    let limited = |secs| Action::RateLimited {
-        retry_after_secs: secs,
-    };
-    rig.hub
-        .faults()
-        .add(None, &format!("/api/buckets/{BUCKET}"), 1, limited(2));
-    let t = Instant::now();
-    let (bytes, _, _) = fetch_latest(&store, &rig.scratch()).await.expect("backup");
-    assert_eq!(bytes, b"small archive");
-    assert!(
-        t.elapsed() >= Duration::from_millis(1900),
-        "waited {:?}",
-        t.elapsed()
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(6),
-        "waited {:?}",
-        t.elapsed()
-    );
-
-    // A long one: fail fast, and no request goes out until then.
-    rig.hub.faults().add(None, "/api/", 1, limited(600));
-    let t = Instant::now();
-    expect_error(store.head().await, "Unavailable", "429");
-    assert!(t.elapsed() < Duration::from_secs(2));
-    let sent = rig.hub.requests().len();
-    expect_error(store.put(&path, &sha).await, "Unavailable", "");
-    assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
+    let first = format!("/api/buckets/{BUCKET}");
+    hubtest::check_rate_limits(&store, &rig.hub, &first, &rig.scratch(), (&path, &sha)).await;
 }
 
 #[tokio::test]

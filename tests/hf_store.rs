@@ -235,77 +235,17 @@ async fn server_errors_are_retried_and_commit_exactly_once() {
 async fn persistent_server_errors_give_unavailable() {
     let rig = Rig::start(Transfer::Xet).await;
     let store = rig.store().await;
-    rig.hub.faults().always(None, "/api/", Action::Status(502));
-    let t = Instant::now();
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-    assert!(e.is_transient());
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "bounded retries: {:?}",
-        t.elapsed()
-    );
+    hubtest::check_persistent_5xx(&store, &rig.hub, "/api/", &rig.scratch()).await;
 }
 
 #[tokio::test]
-async fn rate_limit_waits_for_retry_after_then_succeeds() {
+async fn rate_limits_are_waited_out_or_pause_the_store() {
     let rig = Rig::start(Transfer::Xet).await;
     let store = rig.store().await;
     let (path, sha) = rig.archive("a.tar.gz", b"small archive");
     store.put(&path, &sha).await.expect("put");
-
-    rig.hub.faults().add(
-        None,
-        &format!("/api/datasets/{DS}"),
-        1,
-        Action::RateLimited {
-            retry_after_secs: 2,
-        },
-    );
-    let t = Instant::now();
-    let (bytes, _) = fetch(&store, &rig.scratch())
-        .await
-        .expect("fetch after the 429")
-        .expect("backup");
-    let waited = t.elapsed();
-    assert_eq!(bytes, b"small archive");
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "honoured Retry-After: waited {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(6),
-        "did not wait much longer: {waited:?}"
-    );
-}
-
-#[tokio::test]
-async fn long_rate_limit_pauses_the_store_without_hammering() {
-    let rig = Rig::start(Transfer::Xet).await;
-    let store = rig.store().await;
-    rig.hub.faults().add(
-        None,
-        "/api/",
-        1,
-        Action::RateLimited {
-            retry_after_secs: 600,
-        },
-    );
-    let t = Instant::now();
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("429")),
-        "{e:?}"
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "did not sit out 10 minutes"
-    );
-    let sent = rig.hub.requests().len();
-    let (path, sha) = rig.archive("a.tar.gz", b"x");
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-    assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
+    let first = format!("/api/datasets/{DS}");
+    hubtest::check_rate_limits(&store, &rig.hub, &first, &rig.scratch(), (&path, &sha)).await;
 }
 
 #[tokio::test]

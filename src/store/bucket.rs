@@ -38,14 +38,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use hf_hub::buckets::{BucketInfo, BucketTreeEntry};
 use hf_hub::repository::AddSource;
 use hf_hub::HFBucket;
 use tracing::{info, warn};
 
 use super::hub::failure::Failure;
-use super::hub::{Conn, MIN_UPLOAD_BYTES_PER_SEC};
+use super::hub::{local_size, Conn, MIN_UPLOAD_BYTES_PER_SEC};
 use super::{parse_sidecar, Fetched, Progress, Store, StoreError, Version};
 use crate::settings::BucketSettings;
 
@@ -64,7 +64,6 @@ pub struct BucketStore {
     bucket: HFBucket,
     /// Folder inside the bucket, no leading/trailing `/`; empty = the root.
     prefix: String,
-    allow_public: bool,
     keep: usize,
     /// The pointer as this process last read or wrote it (`Some(None)`: there was none);
     /// None until then. A `put` that finds it changed reports a conflict.
@@ -101,11 +100,10 @@ impl BucketStore {
     pub async fn open(settings: &BucketSettings) -> anyhow::Result<Self> {
         let conn = Conn::new("bucket", &settings.bucket, &settings.hub)?;
         Ok(BucketStore {
+            prefix: settings.prefix.trim_matches('/').to_string(),
+            keep: settings.keep.max(1),
             bucket: conn.client.bucket(&conn.owner, &conn.short_name),
             conn,
-            prefix: settings.prefix.trim_matches('/').to_string(),
-            allow_public: settings.hub.allow_public,
-            keep: settings.keep.max(1),
             seen_pointer: Mutex::new(None),
             writer: tokio::sync::Mutex::new(()),
         })
@@ -140,17 +138,6 @@ impl BucketStore {
         }
     }
 
-    /// Backups hold credentials: refuse a public bucket unless the user opted in.
-    fn check_visibility(&self, info: &BucketInfo) -> Result<(), StoreError> {
-        if !info.private && !self.allow_public {
-            return Err(StoreError::Forbidden(format!(
-                "bucket {} is public, but backups hold credentials (tokens, pairing keys): make it private (bucket Settings) or set ENTRYPOINT_HF_ALLOW_PUBLIC=1 to use it anyway",
-                self.conn.name
-            )));
-        }
-        Ok(())
-    }
-
     /// The bucket, created private when missing; refused when public (see above).
     async fn ensure_bucket(&self, what: &str) -> Result<(), StoreError> {
         let info = match self.bucket_info(what).await? {
@@ -177,7 +164,7 @@ impl BucketStore {
                     .ok_or_else(|| self.conn.fail(what, Failure::RepoMissing))?
             }
         };
-        self.check_visibility(&info)
+        self.conn.check_visibility(Some(info.private))
     }
 
     /// The whole content of a small file (the pointer), or None when it does not exist.
@@ -231,14 +218,9 @@ impl BucketStore {
         let dir = self.path(VERSIONS_DIR);
         let listed = self
             .conn
-            .call("listing the backup versions", || async {
-                self.bucket
-                    .list_tree()
-                    .prefix(dir.clone())
-                    .recursive(true)
-                    .send()?
-                    .try_collect::<Vec<_>>()
-                    .await
+            .collect("listing the backup versions", || {
+                let tree = self.bucket.list_tree();
+                tree.prefix(dir.clone()).recursive(true).send()
             })
             .await;
         let entries = match listed {
@@ -310,7 +292,7 @@ impl BucketStore {
         let Some(info) = self.bucket_info(what).await? else {
             return Ok(None);
         };
-        self.check_visibility(&info)?;
+        self.conn.check_visibility(Some(info.private))?;
         let why = match self.read_pointer(what).await? {
             Found::Good(p, text) => match self.archive_size(&p.name, what).await? {
                 Some(size) => {
@@ -489,7 +471,7 @@ impl Store for BucketStore {
         let Some(info) = self.bucket_info(what).await? else {
             return Ok(Vec::new());
         };
-        self.check_visibility(&info)?;
+        self.conn.check_visibility(Some(info.private))?;
         let pointer = match self.read_pointer(what).await? {
             Found::Good(p, text) => {
                 self.adopt_pointer(Some(text));
@@ -557,14 +539,7 @@ impl Store for BucketStore {
     async fn put(&self, archive: &Path, sha256: &str) -> Result<Option<String>, StoreError> {
         let what = "upload";
         let _writer = self.writer.lock().await;
-        let size = std::fs::metadata(archive)
-            .map_err(|e| {
-                StoreError::Other(format!(
-                    "cannot read the archive {}: {e}",
-                    archive.display()
-                ))
-            })?
-            .len();
+        let size = local_size(archive)?;
         self.ensure_bucket(what).await?;
         self.check_conflict(what).await?;
         let name = archive_name(std::time::SystemTime::now(), sha256);

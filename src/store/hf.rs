@@ -55,7 +55,7 @@ use hf_hub::{HFRepository, RepoTypeDataset};
 use tracing::{info, warn};
 
 use super::hub::failure::Failure;
-use super::hub::{Conn, MAX_TRIES, MIN_UPLOAD_BYTES_PER_SEC};
+use super::hub::{local_size, Conn, MAX_TRIES, MIN_UPLOAD_BYTES_PER_SEC};
 use super::{
     parse_sidecar, Fetched, Progress, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
 };
@@ -77,7 +77,6 @@ const LIST_CONCURRENCY: usize = 4;
 pub struct HfStore {
     /// Client, deadlines, retries and error lines, shared with the bucket store.
     conn: Conn,
-    allow_public: bool,
     squash_every: u32,
     repo: HFRepository<RepoTypeDataset>,
     /// Head of `main` as of this process's last fetch or upload: the next upload's parent.
@@ -120,7 +119,6 @@ impl HfStore {
         Ok(HfStore {
             repo: conn.client.dataset(&conn.owner, &conn.short_name),
             conn,
-            allow_public: settings.hub.allow_public,
             squash_every: settings.squash_every,
             last_head: Mutex::new(None),
             writer: tokio::sync::Mutex::new(Writer {
@@ -176,23 +174,12 @@ impl HfStore {
         Ok(info)
     }
 
-    /// Backups hold credentials: refuse a public dataset unless the user opted in.
-    fn check_visibility(&self, info: &DatasetInfo) -> Result<(), StoreError> {
-        if info.private == Some(false) && !self.allow_public {
-            return Err(StoreError::Forbidden(format!(
-                "dataset {} is public, but backups hold credentials (tokens, pairing keys): make it private (dataset Settings -> Change visibility) or set ENTRYPOINT_HF_ALLOW_PUBLIC=1 to use it anyway",
-                self.conn.name
-            )));
-        }
-        Ok(())
-    }
-
     /// Find the latest backup: head of `main`, then both files' sizes at that commit.
     async fn locate(&self, what: &str) -> Result<Located, StoreError> {
         let Some(info) = self.dataset_for_read(what).await? else {
             return Ok(Located::NoDataset);
         };
-        self.check_visibility(&info)?;
+        self.conn.check_visibility(info.private)?;
         let Some(commit) = info.sha else {
             return Ok(Located::NoBackup { commit: None });
         };
@@ -244,16 +231,10 @@ impl HfStore {
         head: &str,
         what: &str,
     ) -> Result<Vec<hf_hub::repository::GitCommitInfo>, StoreError> {
-        use futures_util::TryStreamExt;
         self.conn
-            .call("listing the dataset's commits", || async {
-                self.repo
-                    .list_commits()
-                    .revision(head.to_string())
-                    .limit(MAX_LISTED_COMMITS)
-                    .send()?
-                    .try_collect::<Vec<_>>()
-                    .await
+            .collect("listing the dataset's commits", || {
+                let commits = self.repo.list_commits().revision(head.to_string());
+                commits.limit(MAX_LISTED_COMMITS).send()
             })
             .await
             .map_err(|f| self.conn.fail(what, f))
@@ -466,7 +447,7 @@ impl HfStore {
                     .ok_or_else(|| self.conn.fail(what, Failure::RepoMissing))?
             }
         };
-        self.check_visibility(&info)?;
+        self.conn.check_visibility(info.private)?;
         match (self.last_head(), info.sha.clone()) {
             (Some(seen), Some(head)) if seen != head => {
                 // Someone else wrote since our restore/upload. Report it; build on it next time.
@@ -621,7 +602,7 @@ impl Store for HfStore {
         let Some(info) = self.dataset_for_read(what).await? else {
             return Ok(Vec::new());
         };
-        self.check_visibility(&info)?;
+        self.conn.check_visibility(info.private)?;
         let Some(head) = info.sha else {
             return Ok(Vec::new());
         };
@@ -721,14 +702,7 @@ impl Store for HfStore {
                 writer.commits.len()
             )));
         }
-        let size = std::fs::metadata(archive)
-            .map_err(|e| {
-                StoreError::Other(format!(
-                    "cannot read the archive {}: {e}",
-                    archive.display()
-                ))
-            })?
-            .len();
+        let size = local_size(archive)?;
         let parent = self.parent_for_upload(what).await?;
         let new_head = self.commit_backup(archive, sha256, size, parent).await?;
         writer.record_commit();

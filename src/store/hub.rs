@@ -52,6 +52,8 @@ pub(super) struct Conn {
     pub client: HFClient,
     /// The same HTTP client hf-hub uses, for the calls it lacks or gets wrong.
     pub http: reqwest::Client,
+    /// `ENTRYPOINT_HF_ALLOW_PUBLIC`.
+    allow_public: bool,
     /// After a long 429, no call goes out before this instant.
     paused_until: Mutex<Option<Instant>>,
 }
@@ -114,6 +116,7 @@ impl Conn {
             timeout,
             client,
             http,
+            allow_public: access.allow_public,
             paused_until: Mutex::new(None),
         })
     }
@@ -125,6 +128,18 @@ impl Conn {
         } else {
             format!("{scheme}:{name} at {}", self.endpoint)
         }
+    }
+
+    /// Backups hold credentials: refuse a public dataset or bucket unless the user opted in.
+    /// `private` is what the Hub says (None: it did not say).
+    pub fn check_visibility(&self, private: Option<bool>) -> Result<(), StoreError> {
+        if private == Some(false) && !self.allow_public {
+            let (kind, name) = (self.kind, &self.name);
+            return Err(StoreError::Forbidden(format!(
+                "{kind} {name} is public, but backups hold credentials (tokens, pairing keys): make it private (the {kind}'s Settings on the Hub) or set ENTRYPOINT_HF_ALLOW_PUBLIC=1 to use it anyway"
+            )));
+        }
+        Ok(())
     }
 
     /// Classify an hf-hub error; a timeout is reported with our configured deadline.
@@ -238,6 +253,18 @@ impl Conn {
         Fut: Future<Output = Result<T, HFError>>,
     {
         self.call_within(what, self.timeout, op).await
+    }
+
+    /// A paginated hf-hub listing (`open` starts it), collected whole, as one call: a failure
+    /// on any page retries the listing from the start.
+    pub async fn collect<T, S, F>(&self, what: &str, open: F) -> Result<Vec<T>, Failure>
+    where
+        F: Fn() -> Result<S, HFError>,
+        S: futures_util::Stream<Item = Result<T, HFError>>,
+    {
+        use futures_util::TryStreamExt;
+        self.call(what, || async { open()?.try_collect::<Vec<T>>().await })
+            .await
     }
 
     /// After a failed try: sleep the backoff and return Ok (try again), or the failure.
@@ -430,6 +457,17 @@ impl Conn {
         out.flush().await.map_err(Download::Local)?;
         Ok((written, hex::encode(hasher.finalize())))
     }
+}
+
+/// The size of the archive a `put` uploads.
+pub(super) fn local_size(archive: &Path) -> Result<u64, StoreError> {
+    let meta = std::fs::metadata(archive).map_err(|e| {
+        StoreError::Other(format!(
+            "cannot read the archive {}: {e}",
+            archive.display()
+        ))
+    })?;
+    Ok(meta.len())
 }
 
 async fn rewind(file: &mut tokio::fs::File) -> std::io::Result<()> {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use openclaw_space::settings::{HubAccess, Secret};
 use openclaw_space::store::{Store, StoreError};
 
+use crate::fakehub::{Action, FakeHub};
+
 pub const WRITE: &str = "hf_test_write_0123456789abcdef";
 pub const READ: &str = "hf_test_read_0123456789abcdef";
 pub const UNKNOWN: &str = "hf_test_unknown_0123456789abcdef";
@@ -203,4 +205,62 @@ pub fn expect_error<T: std::fmt::Debug>(
         "expected {kind} saying {text:?}, got {e:?}"
     );
     e
+}
+
+/// Every request under `prefix` answered 502, forever: the store gives up with `Unavailable`
+/// naming the status, after bounded retries.
+pub async fn check_persistent_5xx(store: &dyn Store, hub: &FakeHub, prefix: &str, scratch: &Path) {
+    hub.faults().always(None, prefix, Action::Status(502));
+    let t = std::time::Instant::now();
+    let e = expect_error(store.fetch_latest(scratch).await, "Unavailable", "502");
+    assert!(e.is_transient());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "bounded retries: {:?}",
+        t.elapsed()
+    );
+    hub.faults().clear();
+}
+
+/// Rate limits, with the store holding the backup `archive` (path, sha256): a 429 with
+/// `Retry-After: 2` on the next request under `first` is waited out and the backup comes
+/// back; a 429 asking for 10 minutes fails at once, and nothing goes out while it lasts.
+pub async fn check_rate_limits(
+    store: &dyn Store,
+    hub: &FakeHub,
+    first: &str,
+    scratch: &Path,
+    archive: (&Path, &str),
+) {
+    let limited = |secs| Action::RateLimited {
+        retry_after_secs: secs,
+    };
+    hub.faults().add(None, first, 1, limited(2));
+    let t = std::time::Instant::now();
+    let f = store
+        .fetch_latest(scratch)
+        .await
+        .expect("fetch")
+        .expect("a backup");
+    let waited = t.elapsed();
+    assert_eq!(f.actual_sha256, archive.1);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "honoured Retry-After: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(6),
+        "did not wait much longer: {waited:?}"
+    );
+
+    hub.faults().add(None, "/api/", 1, limited(600));
+    let t = std::time::Instant::now();
+    expect_error(store.fetch_latest(scratch).await, "Unavailable", "429");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "did not sit out 10 minutes"
+    );
+    let sent = hub.requests().len();
+    expect_error(store.put(archive.0, archive.1).await, "Unavailable", "");
+    assert_eq!(hub.requests().len(), sent, "no request while paused");
 }
