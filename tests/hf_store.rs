@@ -68,9 +68,7 @@ impl Rig {
 
     /// Write an archive file; returns its path and digest.
     fn archive(&self, name: &str, data: &[u8]) -> (PathBuf, String) {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, data).expect("write archive");
-        (path, sha256_hex(data))
+        hubtest::write_archive(self.dir.path(), name, data)
     }
 
     fn commits(&self) -> usize {

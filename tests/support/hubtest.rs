@@ -45,6 +45,14 @@ pub fn test_env() {
     });
 }
 
+/// Write `data` as the archive `dir/name`; its path and sha256.
+pub fn write_archive(dir: &Path, name: &str, data: &[u8]) -> (PathBuf, String) {
+    use sha2::Digest as _;
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write archive");
+    (path, hex::encode(sha2::Sha256::digest(data)))
+}
+
 /// Every error is one line and free of every token the tests use.
 pub fn assert_clean(e: &StoreError) {
     let text = format!("{e} {e:?}");
@@ -151,11 +159,8 @@ pub async fn check_small_change(
     patch: &[u8],
     cas_bytes: impl Fn() -> u64,
 ) {
-    use sha2::Digest as _;
     let put = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).expect("write archive");
-        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let (path, sha) = write_archive(dir, name, bytes);
         async move {
             store.put(&path, &sha).await.expect("put");
             sha
