@@ -236,13 +236,21 @@ async fn a_failed_add_inside_a_200_is_not_taken_for_success() {
     );
     assert_eq!(store.head().await.expect("head").expect("backup").id, first);
 
-    // Once: the store uploads again and succeeds.
+    // Once: the store uploads again and succeeds. The same for a 422 (the batch's only
+    // operation failed).
     rig.hub.faults().fail_bucket_adds(&versions, 1);
     let id = store
         .put(&path, &sha)
         .await
         .expect("put after one failed add");
     assert_eq!(id, Some(rig.head_id().await));
+    let batch = rig.batch_path();
+    rig.hub
+        .faults()
+        .add(Some("POST"), &batch, 1, Action::Status(422));
+    let id = rig.publish(&store, 3).await;
+    assert_eq!(id, rig.head_id().await);
+    assert_eq!(rig.hub.faults().pending(), 0);
 }
 
 #[tokio::test]
