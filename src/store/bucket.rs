@@ -293,38 +293,40 @@ impl BucketStore {
             return Ok(None);
         };
         self.conn.check_visibility(Some(info.private))?;
-        let why = match self.read_pointer(what).await? {
-            Found::Good(p, text) => match self.archive_size(&p.name, what).await? {
-                Some(size) => {
-                    self.adopt_pointer(Some(text));
-                    let listed = Listed { name: p.name, size };
-                    return Ok(Some(self.version(&listed)));
+        // Why the pointer cannot be used, and whether there is one at all.
+        let (why, present) = match self.read_pointer(what).await? {
+            Found::Good(p, text) => {
+                self.adopt_pointer(Some(text));
+                match self.archive_size(&p.name, what).await? {
+                    Some(size) => {
+                        let listed = Listed { name: p.name, size };
+                        return Ok(Some(self.version(&listed)));
+                    }
+                    None => (
+                        format!("names {VERSIONS_DIR}/{}, which is gone", p.name),
+                        true,
+                    ),
                 }
-                None => {
-                    self.adopt_pointer(Some(text));
-                    format!("names {VERSIONS_DIR}/{}, which is gone", p.name)
-                }
-            },
+            }
             Found::Bad(why, text) => {
                 self.adopt_pointer(text);
-                why
+                (why, true)
             }
             Found::Missing => {
                 self.adopt_pointer(None);
-                "is missing".to_string()
+                ("is missing".to_string(), false)
             }
         };
-        let newest = self.list_archives(what).await?.into_iter().next();
-        match (&newest, why.as_str()) {
-            (None, "is missing") => Ok(None),
-            (None, _) => Err(StoreError::Corrupt(format!(
-                "{} in bucket {} {why}, and no archive is left under {VERSIONS_DIR}/: remove the pointer to start fresh",
-                self.path(POINTER_NAME),
+        let pointer = self.path(POINTER_NAME);
+        match self.list_archives(what).await?.into_iter().next() {
+            None if !present => Ok(None),
+            None => Err(StoreError::Corrupt(format!(
+                "{pointer} in bucket {} {why}, and no archive is left under {VERSIONS_DIR}/: remove the pointer to start fresh",
                 self.conn.name
             ))),
-            (Some(v), _) => {
-                warn!(bucket = %self.conn.name, "{} {why}: using the newest archive, {}", self.path(POINTER_NAME), v.name);
-                Ok(newest.as_ref().map(|l| self.version(l)))
+            Some(newest) => {
+                warn!(bucket = %self.conn.name, "{pointer} {why}: using the newest archive, {}", newest.name);
+                Ok(Some(self.version(&newest)))
             }
         }
     }
