@@ -707,72 +707,15 @@ async fn cli_backup_restore_verify_through_the_fake_hub() {
     assert_eq!(rig.commits(), 2);
 }
 
-/// Xet dedupe with the backup engine's own archive (multi-member tar.gz with member reuse):
-/// after a small change only about the changed gzip member reaches the CAS. The member size
-/// (and so the ratio) is the engine's choice (`src/archive/write.rs`: members of 256 KiB to
-/// 2 MiB); what this checks is that the store adds nothing on top: the second upload stays
-/// under two maximal members. Ratios are printed for the report.
+/// Xet dedupe with the backup engine's own archive through `HF_DATASET` (see
+/// `hubtest::check_real_archive_dedupe`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "heavy: ~50 s and 4 x 50 MB uploads; run with --ignored to measure"]
 async fn cli_small_change_uploads_little_with_the_real_archive() {
-    const MAX_MEMBER: u64 = 2 << 20;
-    // (layout, file to change): many mid-sized session files; one big database-like file.
-    for (layout, files, size) in [
-        ("200 files of 256 KiB", 200u64, 256usize << 10),
-        ("one 48 MiB file", 1, 48 << 20),
-    ] {
-        let rig = Rig::start(Transfer::Xet).await;
-        let data = rig.dir.path().join("data");
-        let state = data.join(".openclaw");
-        for i in 0..files {
-            let dir = state.join(format!("agents/a{}/sessions", i % 10));
-            std::fs::create_dir_all(&dir).expect("state dir");
-            std::fs::write(
-                dir.join(format!("s{i}.jsonl")),
-                pseudo_random(size, 100 + i),
-            )
-            .expect("file");
-        }
-        std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#)
-            .expect("config");
-
-        let (ok, _, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
-        assert!(ok, "backup failed:\n{err}");
-        let first = rig.hub.cas_bytes_received();
-        let archive_size = rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME].size;
-
-        // A small change in the middle of one file, then 4 KiB appended to it (a session log
-        // growing: the tar header changes too, so the rest of its member changes).
-        let changed = state.join(format!(
-            "agents/a{}/sessions/s{}.jsonl",
-            (files / 2) % 10,
-            files / 2
-        ));
-        let mut seen = first;
-        for change in ["a 4 KiB change in the middle", "4 KiB appended"] {
-            let mut bytes = std::fs::read(&changed).expect("read");
-            if change.starts_with("a 4 KiB") {
-                let mid = bytes.len() / 2;
-                bytes[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 7));
-            } else {
-                bytes.extend_from_slice(&pseudo_random(4096, 8));
-            }
-            std::fs::write(&changed, bytes).expect("write");
-            let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
-            assert!(ok, "backup after {change} failed:\n{err}");
-            assert_eq!(result_of(&out), "uploaded", "{out}");
-            let sent = rig.hub.cas_bytes_received() - seen;
-            seen += sent;
-            eprintln!(
-                "{layout}: archive {archive_size} bytes (first upload {first} bytes to the CAS); after {change}: {sent} bytes = {:.2}%",
-                sent as f64 * 100.0 / archive_size as f64
-            );
-            assert!(
-                sent <= 2 * MAX_MEMBER,
-                "{layout}, {change}: sent {sent} bytes"
-            );
-        }
-    }
+    hubtest::check_real_archive_dedupe("dataset", ("HF_DATASET", DS), |hub| {
+        hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME].size
+    })
+    .await;
 }
 
 /// `entrypoint run -- CMD` with `HF_DATASET`: restore into an empty disk before the child
