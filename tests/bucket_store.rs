@@ -549,3 +549,48 @@ async fn cli_small_change_uploads_little_with_the_real_archive() {
     })
     .await;
 }
+
+/// `entrypoint run -- CMD` with `HF_BUCKET`: the child of a new container finds the restored
+/// state, its change is published by the final backup; when the bucket fails the start-up
+/// restore, the child's empty state is never uploaded over the good backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_restores_first_and_backs_up_last_with_hf_bucket() {
+    let rig = Rig::start().await;
+    let dirs: Vec<PathBuf> = ["one", "two", "three"]
+        .iter()
+        .map(|d| rig.dir.path().join(d))
+        .collect();
+    let notes = dirs[0].join(".openclaw/notes.txt");
+    std::fs::create_dir_all(notes.parent().expect("parent")).expect("state dir");
+    std::fs::write(&notes, "remember this").expect("notes");
+    assert!(entrypoint(&rig, &dirs[0], &["backup"], &[]).await.0);
+
+    let child = r#"grep -q 'remember this' "$OPENCLAW_HOME/.openclaw/notes.txt" && echo added > "$OPENCLAW_HOME/.openclaw/added.txt""#;
+    let run = ["run", "--", "sh", "-c", child];
+    let (ok, _, err) = entrypoint(&rig, &dirs[1], &run, &[]).await;
+    assert!(ok, "the child did not find the restored state:\n{err}");
+    assert_eq!(
+        rig.archives().len(),
+        2,
+        "the final backup published:\n{err}"
+    );
+    assert!(rig
+        .pointer()
+        .is_some_and(|p| p.contains(&rig.archives()[1])));
+
+    // The bucket answers 503 to every try of the restore's first call.
+    let info = format!("/api/buckets/{BUCKET}");
+    rig.hub.faults().add(None, &info, 4, Action::Status(503));
+    let child = r#"mkdir -p "$OPENCLAW_HOME/.openclaw" && echo empty > "$OPENCLAW_HOME/.openclaw/fresh.txt""#;
+    let (_, _, err) = entrypoint(&rig, &dirs[2], &["run", "--", "sh", "-c", child], &[]).await;
+    assert_eq!(rig.hub.faults().pending(), 0, "{err}");
+    assert!(
+        err.contains("RESTORE FAILED") && err.contains("uploads are paused"),
+        "{err}"
+    );
+    assert_eq!(
+        rig.archives().len(),
+        2,
+        "nothing uploaded after a failed restore"
+    );
+}
