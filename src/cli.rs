@@ -314,7 +314,7 @@ async fn open_store(settings: &Settings, data: &DataDir) -> anyhow::Result<Box<d
     store::open(data.store_settings(&settings.backup).as_ref())
         .await?
         .context(
-            "no backup store configured; set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR",
+            "no backup store configured; set HF_DATASET or HF_BUCKET (and HF_TOKEN), or ENTRYPOINT_BACKUP_DIR",
         )
 }
 

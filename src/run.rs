@@ -95,7 +95,7 @@ async fn service(
     let door = open_front_door(settings, is_openclaw, &job).await?;
     let store = store::open(data.store_settings(&settings.backup).as_ref()).await?;
     match &store {
-        None => info!("backups are off: set HF_DATASET (and HF_TOKEN) or ENTRYPOINT_BACKUP_DIR to keep state across restarts"),
+        None => info!("backups are off: set HF_DATASET or HF_BUCKET (and HF_TOKEN), or ENTRYPOINT_BACKUP_DIR, to keep state across restarts"),
         Some(s) => {
             if !restore_first(&job, s.as_ref(), door.as_ref().map(|(d, _)| d), sup).await {
                 if let Some((_, closed)) = door {

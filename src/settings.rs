@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod bucket;
+pub use bucket::BucketSettings;
+
 /// A value that must never reach a log, an error or `status` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -158,22 +161,45 @@ pub enum StoreSettings {
     },
     /// A private Hugging Face dataset.
     Hf(HfSettings),
+    /// A private Hugging Face Storage Bucket (`HF_BUCKET`).
+    Bucket(BucketSettings),
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HfSettings {
     /// `owner/name`.
     pub dataset: String,
-    pub token: Option<Secret>,
-    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = hf-hub's default.
-    pub endpoint: Option<String>,
-    /// Allow backing up into a public dataset (backups hold credentials).
-    pub allow_public: bool,
+    #[serde(flatten)]
+    pub hub: HubAccess,
     /// Squash the dataset's history after this many uploads (0 = never).
     pub squash_every: u32,
-    /// Per-request timeout.
+}
+
+/// How the Hub stores (dataset, bucket) reach the Hub.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubAccess {
+    pub token: Option<Secret>,
+    /// `HF_ENDPOINT`, e.g. a fake hub in tests. None = the Hub.
+    pub endpoint: Option<String>,
+    /// `ENTRYPOINT_HF_ALLOW_PUBLIC`: allow a public dataset or bucket (backups hold
+    /// credentials).
+    pub allow_public: bool,
+    /// Per-request timeout (`ENTRYPOINT_HF_TIMEOUT`).
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+}
+
+impl HubAccess {
+    fn from_env(env: &Env, token: Option<&Secret>) -> Result<HubAccess, SettingError> {
+        Ok(HubAccess {
+            token: token.cloned(),
+            endpoint: env
+                .get("HF_ENDPOINT")
+                .map(|e| e.trim_end_matches('/').to_string()),
+            allow_public: env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false),
+            timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -598,39 +624,34 @@ fn backup(env: &Env, hf_token: Option<&Secret>) -> Result<BackupSettings, Settin
     })
 }
 
-/// Which store backups go to: `HF_DATASET` or `ENTRYPOINT_BACKUP_DIR` (not both), or none.
+/// Which store backups go to: `HF_DATASET`, `HF_BUCKET` or `ENTRYPOINT_BACKUP_DIR` (only one),
+/// or none.
 fn store(env: &Env, hf_token: Option<&Secret>) -> Result<Option<StoreSettings>, SettingError> {
     let keep = backup_keep(env)?;
-    let allow_public = env.flag("ENTRYPOINT_HF_ALLOW_PUBLIC")?.unwrap_or(false);
-    Ok(
-        match (env.get("HF_DATASET"), env.get("ENTRYPOINT_BACKUP_DIR")) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "ENTRYPOINT_BACKUP_DIR",
-                    "set either HF_DATASET or ENTRYPOINT_BACKUP_DIR, not both",
-                ))
-            }
-            (Some(ds), None) => Some(StoreSettings::Hf(hf_store(
-                env,
-                ds,
-                hf_token,
-                allow_public,
-            )?)),
-            (None, Some(dir)) => Some(StoreSettings::Dir {
-                path: PathBuf::from(dir),
-                keep,
-            }),
-            (None, None) => None,
-        },
-    )
+    // Checked even without a Hub store: a bad value is an error either way.
+    let hub = HubAccess::from_env(env, hf_token)?;
+    let chosen: Vec<(&'static str, &str)> = ["HF_DATASET", "HF_BUCKET", "ENTRYPOINT_BACKUP_DIR"]
+        .into_iter()
+        .filter_map(|var| env.get(var).map(|v| (var, v)))
+        .collect();
+    Ok(match chosen.as_slice() {
+        [] => None,
+        [("HF_DATASET", ds)] => Some(StoreSettings::Hf(hf_store(env, ds, hub)?)),
+        [("HF_BUCKET", b)] => Some(StoreSettings::Bucket(bucket::bucket_store(b, hub, keep)?)),
+        [(_, dir)] => Some(StoreSettings::Dir {
+            path: PathBuf::from(dir),
+            keep,
+        }),
+        [(first, _), (second, _), ..] => {
+            return Err(bad(
+                second,
+                format!("set only one of HF_DATASET, HF_BUCKET and ENTRYPOINT_BACKUP_DIR (both {first} and {second} are set)"),
+            ))
+        }
+    })
 }
 
-fn hf_store(
-    env: &Env,
-    ds: &str,
-    token: Option<&Secret>,
-    allow_public: bool,
-) -> Result<HfSettings, SettingError> {
+fn hf_store(env: &Env, ds: &str, hub: HubAccess) -> Result<HfSettings, SettingError> {
     let valid = ds
         .split_once('/')
         .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
@@ -651,13 +672,8 @@ fn hf_store(
     };
     Ok(HfSettings {
         dataset: ds.to_string(),
-        token: token.cloned(),
-        endpoint: env
-            .get("HF_ENDPOINT")
-            .map(|e| e.trim_end_matches('/').to_string()),
-        allow_public,
+        hub,
         squash_every,
-        timeout: env.duration("ENTRYPOINT_HF_TIMEOUT", Duration::from_secs(60))?,
     })
 }
 
@@ -848,11 +864,37 @@ mod tests {
         match s.backup.store {
             Some(StoreSettings::Hf(h)) => {
                 assert_eq!(h.dataset, "alice/backup");
-                assert!(!h.allow_public);
+                assert!(!h.hub.allow_public);
             }
             other => panic!("{other:?}"),
         }
         assert!(load(&[("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")]).is_err());
+        let s = load(&[
+            ("HF_BUCKET", "alice/claw/box"),
+            ("HF_TOKEN", "hf_x"),
+            ("ENTRYPOINT_BACKUP_KEEP", "5"),
+        ])
+        .unwrap();
+        match s.backup.store {
+            Some(StoreSettings::Bucket(b)) => {
+                assert_eq!(
+                    (b.bucket.as_str(), b.prefix.as_str()),
+                    ("alice/claw", "box")
+                );
+                assert_eq!(b.keep, 5);
+                assert!(b.hub.token.is_some() && !b.hub.allow_public);
+            }
+            other => panic!("{other:?}"),
+        }
+        for other in [("HF_DATASET", "a/b"), ("ENTRYPOINT_BACKUP_DIR", "/x")] {
+            let e = load(&[("HF_BUCKET", "a/b"), other]).unwrap_err();
+            let line = e.to_string();
+            assert!(
+                line.contains("HF_BUCKET") && line.contains(other.0),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
     }
 
     #[test]

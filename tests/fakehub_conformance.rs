@@ -5,6 +5,8 @@
 //! If a real client disagrees with the fake, the fake is wrong.
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
+#[path = "support/hubtest.rs"]
+mod hubtest;
 
 use std::time::Duration;
 
@@ -461,69 +463,32 @@ async fn hf_hub_crate_under_faults() {
     assert_eq!(hub.faults().pending(), 0);
 }
 
-/// Create (or reuse) the Python venv and return its interpreter.
-async fn python(variant: &[&str]) -> std::path::PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new(script).args(variant).output(),
-    )
-    .await
-    .expect("scripts/python-venv.sh took over 10 minutes")
-    .expect("cannot run scripts/python-venv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/python-venv.sh {variant:?} failed (the conformance check needs python3 and PyPI):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-}
-
 /// Run tests/conformance/hf_client_check.py against a fresh fake and return the fake.
 async fn run_python_check(transfer: Transfer, expect: &str, tmp: &std::path::Path) -> FakeHub {
     run_python_check_on(start(transfer, tmp).await, expect, tmp).await
 }
 
 async fn run_python_check_on(hub: FakeHub, expect: &str, tmp: &std::path::Path) -> FakeHub {
-    let py = python(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
+    let py = hubtest::python_venv(if expect == "xet" { &[] } else { &["--no-xet"] }).await;
     // Two commits a page: the client must follow the `Link` header to see all four.
     hub.faults().set_commits_page_size(Some(2));
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/conformance/hf_client_check.py"
     );
-    let mut cmd = tokio::process::Command::new(py);
+    let mut cmd = hubtest::python(&py, hub.endpoint(), WRITE, tmp);
     cmd.arg(check)
         .args(["--repo", "me/check", "--expect", expect])
         .current_dir(tmp)
-        .env("HF_ENDPOINT", hub.endpoint())
-        .env("HF_TOKEN", WRITE)
-        .env("HF_READ_TOKEN", READ)
-        .env("HF_HOME", tmp.join("hf-home"))
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-        .env("HF_XET_TELEMETRY_ENABLED", "0")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env_remove("HF_TOKEN_PATH")
-        .kill_on_drop(true);
-    if expect == "xet" {
-        cmd.env_remove("HF_HUB_DISABLE_XET");
-    } else {
+        .env("HF_READ_TOKEN", READ);
+    if expect != "xet" {
         cmd.env("HF_HUB_DISABLE_XET", "1");
     }
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("hf_client_check.py took over 5 minutes")
-        .expect("cannot run hf_client_check.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (ok, stdout, stderr) =
+        hubtest::run(&mut cmd, "hf_client_check.py", Duration::from_secs(300)).await;
     assert!(
-        out.status.success()
-            && stdout.contains("ok read-only token")
-            && stdout.contains("CHECK PASSED"),
-        "the official client disagrees with the fake ({expect}):\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && stdout.contains("ok read-only token") && stdout.contains("CHECK PASSED"),
+        "the official client disagrees with the fake ({expect}):\n{stdout}\n{stderr}"
     );
     // Pages: 2 + 2 (at main, plain and formatted), 1 (at an older commit), 1 (after the squash).
     assert_eq!(
@@ -759,4 +724,92 @@ async fn python_client_with_xet_behind_cdn_redirect() {
     let hub = run_python_check_on(hub, "xet", tmp.path()).await;
     assert!(hub.count_requests("GET", "/api/datasets/me/check/xet-read-token/") >= 1);
     check_history_after_python(&hub);
+}
+
+/// The official client against the fake's Storage Buckets (`tests/conformance/hf_bucket_check.py`:
+/// create_bucket, batch_bucket_files, list_bucket_tree, get_bucket_paths_info,
+/// download_bucket_files), and reading a backup our bucket store published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_buckets() {
+    use openclaw_space::settings::BucketSettings;
+    use openclaw_space::store::{bucket::BucketStore, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hubtest::test_env();
+    let store = BucketStore::open(&BucketSettings {
+        bucket: "me/backups".into(),
+        prefix: "space".into(),
+        hub: hubtest::access(hub.endpoint(), Some(WRITE)),
+        keep: 3,
+    })
+    .await
+    .expect("open");
+    let archive = tmp.path().join("a.tar.gz");
+    let data = pseudo_random(200_000, 5);
+    std::fs::write(&archive, &data).unwrap();
+    store
+        .put(&archive, &sha256_hex(&data))
+        .await
+        .expect("the store publishes");
+
+    let py = hubtest::python_venv(&[]).await;
+    let check = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/hf_bucket_check.py"
+    );
+    let mut cmd = hubtest::python(&py, hub.endpoint(), WRITE, tmp.path());
+    cmd.arg(check)
+        .args(["--bucket", "me/check-bucket", "--store", "me/backups/space"])
+        .current_dir(tmp.path())
+        .env("HF_READ_TOKEN", READ);
+    let (ok, stdout, stderr) =
+        hubtest::run(&mut cmd, "hf_bucket_check.py", Duration::from_secs(300)).await;
+    assert!(
+        ok && stdout.contains("ok batch_bucket_files partial failure")
+            && stdout.contains("ok the Rust store's backup")
+            && stdout.contains("CHECK PASSED"),
+        "the official client disagrees with the fake's buckets:\n{stdout}\n{stderr}"
+    );
+    // Python sends mtime in milliseconds (the Hub's unit).
+    let files = hub.bucket_files("me/check-bucket");
+    let mtime = files["dir/sub/b.bin"].mtime_ms.expect("mtime sent");
+    assert!(mtime > 1_600_000_000_000, "milliseconds: {mtime}");
+}
+
+/// hf-hub 1.0's bucket quirks, seen against the fake (why the bucket store verifies its adds
+/// and deletes through its own call): a 200 that lists a failed operation is `Ok`, and
+/// `upload_files` sends `mtime` in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_hub_crate_bucket_quirks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(Transfer::Xet, tmp.path()).await;
+    hub.create_bucket("me/q", true);
+    let c = client(&hub, Some(WRITE), &tmp.path().join("cache"));
+    let bucket = c.bucket("me", "q");
+    let local = tmp.path().join("f.bin");
+    std::fs::write(&local, pseudo_random(10_000, 1)).unwrap();
+    bucket
+        .upload_files()
+        .files(vec![hf_hub::buckets::BucketUpload::new(&local, "f.bin")])
+        .send()
+        .await
+        .expect("upload");
+    let mtime = hub.bucket_files("me/q")["f.bin"].mtime_ms.expect("mtime");
+    assert!(mtime < 10_000_000_000, "hf-hub sends seconds: {mtime}");
+
+    hub.faults().fail_bucket_adds("g.bin", 1);
+    bucket
+        .upload_source_files()
+        .files(vec![("g.bin".to_string(), AddSource::bytes(b"g".to_vec()))])
+        .send()
+        .await
+        .expect("hf-hub takes the failed add for success");
+    assert!(!hub.bucket_files("me/q").contains_key("g.bin"));
+    let r = bucket
+        .delete_files()
+        .paths(vec!["f.bin".into(), "missing.bin".into()])
+        .send()
+        .await;
+    assert!(r.is_ok(), "a partial failure is Ok for hf-hub: {r:?}");
+    assert!(hub.bucket_files("me/q").is_empty());
 }

@@ -6,32 +6,20 @@
 mod craft;
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
+#[path = "support/hubtest.rs"]
+mod hubtest;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fakehub::{pseudo_random, sha256_hex, Access, Action, Config, FakeHub, RepoType, Transfer};
-use openclaw_space::settings::{HfSettings, Secret};
+use openclaw_space::settings::HfSettings;
 use openclaw_space::store::hf::HfStore;
 use openclaw_space::store::{self, Progress, Store, StoreError, ARCHIVE_NAME, SIDECAR_NAME};
 
-const WRITE: &str = "hf_test_write_0123456789abcdef";
-const READ: &str = "hf_test_read_0123456789abcdef";
-const UNKNOWN: &str = "hf_test_unknown_0123456789abcdef";
-const DS: &str = "alice/claw-backup";
+use hubtest::{assert_clean, expect_err, python_venv, test_env, READ, UNKNOWN, WRITE};
 
-/// Keep xet fast to fail and quiet, and keep the proxy away from loopback. Set once, before
-/// any client exists (the xet runtime reads them when it starts).
-fn test_env() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Safe here: set once, before any test thread reads the environment.
-        std::env::set_var("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1");
-        std::env::set_var("HF_XET_TELEMETRY_ENABLED", "0");
-        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
-        std::env::set_var("no_proxy", "127.0.0.1,localhost");
-    });
-}
+const DS: &str = "alice/claw-backup";
 
 struct Rig {
     hub: FakeHub,
@@ -57,11 +45,8 @@ impl Rig {
     fn settings(&self, token: Option<&str>) -> HfSettings {
         HfSettings {
             dataset: DS.to_string(),
-            token: token.map(Secret::new),
-            endpoint: Some(self.hub.endpoint().to_string()),
-            allow_public: false,
+            hub: hubtest::access(self.hub.endpoint(), token),
             squash_every: 0,
-            timeout: Duration::from_secs(10),
         }
     }
 
@@ -83,9 +68,7 @@ impl Rig {
 
     /// Write an archive file; returns its path and digest.
     fn archive(&self, name: &str, data: &[u8]) -> (PathBuf, String) {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, data).expect("write archive");
-        (path, sha256_hex(data))
+        hubtest::write_archive(self.dir.path(), name, data)
     }
 
     fn commits(&self) -> usize {
@@ -103,21 +86,6 @@ impl Rig {
     fn commit_path(&self) -> String {
         format!("/api/datasets/{DS}/commit/")
     }
-}
-
-/// Every error is one line and free of every token the tests use.
-fn assert_clean(e: &StoreError) {
-    let text = format!("{e} {e:?}");
-    for secret in [WRITE, READ, UNKNOWN] {
-        assert!(!text.contains(secret), "token leaked into an error: {text}");
-    }
-    assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
-}
-
-fn expect_err<T: std::fmt::Debug>(r: Result<T, StoreError>) -> StoreError {
-    let e = r.expect_err("expected an error");
-    assert_clean(&e);
-    e
 }
 
 /// Fetch, and check the file holds exactly the bytes the store hashed.
@@ -205,7 +173,7 @@ async fn public_dataset_is_refused_unless_allowed() {
     assert_eq!(rig.commits(), 1, "nothing written to the public dataset");
 
     let mut s = rig.settings(Some(WRITE));
-    s.allow_public = true;
+    s.hub.allow_public = true;
     let store = rig.store_with(s).await;
     store.put(&path, &sha).await.expect("allowed");
     assert_eq!(rig.commits(), 2);
@@ -265,77 +233,17 @@ async fn server_errors_are_retried_and_commit_exactly_once() {
 async fn persistent_server_errors_give_unavailable() {
     let rig = Rig::start(Transfer::Xet).await;
     let store = rig.store().await;
-    rig.hub.faults().always(None, "/api/", Action::Status(502));
-    let t = Instant::now();
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-    assert!(e.is_transient());
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "bounded retries: {:?}",
-        t.elapsed()
-    );
+    hubtest::check_persistent_5xx(&store, &rig.hub, "/api/", &rig.scratch()).await;
 }
 
 #[tokio::test]
-async fn rate_limit_waits_for_retry_after_then_succeeds() {
+async fn rate_limits_are_waited_out_or_pause_the_store() {
     let rig = Rig::start(Transfer::Xet).await;
     let store = rig.store().await;
     let (path, sha) = rig.archive("a.tar.gz", b"small archive");
     store.put(&path, &sha).await.expect("put");
-
-    rig.hub.faults().add(
-        None,
-        &format!("/api/datasets/{DS}"),
-        1,
-        Action::RateLimited {
-            retry_after_secs: 2,
-        },
-    );
-    let t = Instant::now();
-    let (bytes, _) = fetch(&store, &rig.scratch())
-        .await
-        .expect("fetch after the 429")
-        .expect("backup");
-    let waited = t.elapsed();
-    assert_eq!(bytes, b"small archive");
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "honoured Retry-After: waited {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(6),
-        "did not wait much longer: {waited:?}"
-    );
-}
-
-#[tokio::test]
-async fn long_rate_limit_pauses_the_store_without_hammering() {
-    let rig = Rig::start(Transfer::Xet).await;
-    let store = rig.store().await;
-    rig.hub.faults().add(
-        None,
-        "/api/",
-        1,
-        Action::RateLimited {
-            retry_after_secs: 600,
-        },
-    );
-    let t = Instant::now();
-    let e = expect_err(store.fetch_latest(&rig.scratch()).await);
-    assert!(
-        matches!(e, StoreError::Unavailable(ref m) if m.contains("429")),
-        "{e:?}"
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "did not sit out 10 minutes"
-    );
-    let sent = rig.hub.requests().len();
-    let (path, sha) = rig.archive("a.tar.gz", b"x");
-    let e = expect_err(store.put(&path, &sha).await);
-    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-    assert_eq!(rig.hub.requests().len(), sent, "no request while paused");
+    let first = format!("/api/datasets/{DS}");
+    hubtest::check_rate_limits(&store, &rig.hub, &first, &rig.scratch(), (&path, &sha)).await;
 }
 
 #[tokio::test]
@@ -413,7 +321,7 @@ async fn corrupted_or_truncated_downloads_are_never_ok_with_bad_data() {
 async fn stalled_responses_time_out_within_the_configured_timeout() {
     let rig = Rig::start(Transfer::Xet).await;
     let mut s = rig.settings(Some(WRITE));
-    s.timeout = Duration::from_secs(1);
+    s.hub.timeout = Duration::from_secs(1);
     let store = rig.store_with(s).await;
     let (path, sha) = rig.archive("a.tar.gz", b"archive");
     store.put(&path, &sha).await.expect("put");
@@ -662,35 +570,9 @@ async fn squash_keeps_retained_storage_bounded_over_1000_puts() {
 async fn xet_uploads_only_the_changed_chunks() {
     let rig = Rig::start(Transfer::Xet).await;
     let store = rig.store().await;
-    let size = 50 << 20;
-    let mut data = pseudo_random(size, 8);
-    let (path, sha) = rig.archive("a.tar", &data);
-    store.put(&path, &sha).await.expect("first put");
-    let first = rig.hub.cas_bytes_received();
-
-    // A small change in the middle, as a dedupe-friendly archive would show after a small edit.
-    let mid = size / 2;
-    data[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 9));
-    let (path, sha) = rig.archive("b.tar", &data);
-    store.put(&path, &sha).await.expect("second put");
-    let second = rig.hub.cas_bytes_received() - first;
-    let ratio = second as f64 / size as f64;
-    eprintln!(
-        "xet: first upload {first} bytes, second {second} bytes = {:.3}% of {size}",
-        ratio * 100.0
-    );
-    assert!(
-        ratio <= 0.03,
-        "second upload sent {:.2}% of the archive",
-        ratio * 100.0
-    );
-
-    let (bytes, f) = fetch(&store, &rig.scratch())
-        .await
-        .expect("fetch")
-        .expect("backup");
-    assert!(bytes == data, "xet round trip is byte-identical");
-    assert_eq!(f.actual_sha256, sha);
+    let (data, patch) = (pseudo_random(50 << 20, 8), pseudo_random(4096, 9));
+    let cas = || rig.hub.cas_bytes_received();
+    hubtest::check_small_change(&store, rig.dir.path(), "dataset", data, &patch, cas).await;
 }
 
 /// The seed script's layout, written by the official Python client (two commits, tar.gz with
@@ -698,7 +580,7 @@ async fn xet_uploads_only_the_changed_chunks() {
 #[tokio::test]
 async fn seed_backup_uploaded_by_the_python_client_is_fetched() {
     let rig = Rig::start(Transfer::Xet).await;
-    let py = python_venv().await;
+    let py = python_venv(&[]).await;
     let seed = r#"
 import hashlib, io, json, sys, tarfile
 from huggingface_hub import HfApi
@@ -720,33 +602,13 @@ api.upload_file(path_or_fileobj=sha.encode(), path_in_repo="latest_backup.sha256
 print("SEED UPLOADED", sha)
 "#;
     let out_path = rig.dir.path().join("seed.tar.gz");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(&py)
-            .args(["-c", seed, DS])
-            .arg(&out_path)
-            .env("HF_ENDPOINT", rig.hub.endpoint())
-            .env("HF_TOKEN", WRITE)
-            .env("HF_HOME", rig.dir.path().join("hf-home"))
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-            .env("HF_XET_TELEMETRY_ENABLED", "0")
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            .env_remove("HF_HUB_DISABLE_XET")
-            .env_remove("HF_TOKEN_PATH")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the seed upload took over 2 minutes")
-    .expect("cannot run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut cmd = hubtest::python(&py, rig.hub.endpoint(), WRITE, rig.dir.path());
+    cmd.args(["-c", seed, DS]).arg(&out_path);
+    let (ok, stdout, stderr) =
+        hubtest::run(&mut cmd, "the python seed upload", Duration::from_secs(120)).await;
     assert!(
-        out.status.success() && stdout.contains("SEED UPLOADED"),
-        "python seed upload failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && stdout.contains("SEED UPLOADED"),
+        "python seed upload failed:\n{stdout}\n{stderr}"
     );
     let seed_bytes = std::fs::read(&out_path).expect("seed archive");
     assert_eq!(
@@ -776,58 +638,16 @@ print("SEED UPLOADED", sha)
     assert_eq!(rig.commits(), 4);
 }
 
-/// The Python venv with huggingface_hub + hf_xet (scripts/python-venv.sh, cached).
-async fn python_venv() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-venv.sh");
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new(script).output(),
-    )
-    .await
-    .expect("scripts/python-venv.sh took over 10 minutes")
-    .expect("cannot run scripts/python-venv.sh");
-    assert!(
-        out.status.success(),
-        "scripts/python-venv.sh failed (needs python3 and PyPI):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-}
-
 /// Run the real binary against the fake hub with `HF_DATASET`; returns (success, stdout, stderr).
 async fn entrypoint(rig: &Rig, data: &Path, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::time::timeout(
+    let mut cmd = hubtest::entrypoint(rig.hub.endpoint(), token, rig.dir.path(), data);
+    cmd.args(args).env("HF_DATASET", DS);
+    hubtest::run(
+        &mut cmd,
+        &format!("entrypoint {args:?}"),
         Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", rig.dir.path())
-            .env("ENTRYPOINT_DATA_DIR", data)
-            .env("ENTRYPOINT_LOG", "info")
-            .env("HF_DATASET", DS)
-            .env("HF_TOKEN", token)
-            .env("HF_ENDPOINT", rig.hub.endpoint())
-            .env("ENTRYPOINT_HF_TIMEOUT", "10s")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "1")
-            .env("HF_XET_TELEMETRY_ENABLED", "0")
-            .kill_on_drop(true)
-            .output(),
     )
     .await
-    .expect("entrypoint took over 2 minutes")
-    .expect("cannot run the entrypoint binary");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    for secret in [WRITE, READ, UNKNOWN] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "token in the output of {args:?}:\n{stdout}\n{stderr}"
-        );
-    }
-    (out.status.success(), stdout, stderr)
 }
 
 fn result_of(stdout: &str) -> String {
@@ -887,72 +707,15 @@ async fn cli_backup_restore_verify_through_the_fake_hub() {
     assert_eq!(rig.commits(), 2);
 }
 
-/// Xet dedupe with the backup engine's own archive (multi-member tar.gz with member reuse):
-/// after a small change only about the changed gzip member reaches the CAS. The member size
-/// (and so the ratio) is the engine's choice (`src/archive/write.rs`: members of 256 KiB to
-/// 2 MiB); what this checks is that the store adds nothing on top: the second upload stays
-/// under two maximal members. Ratios are printed for the report.
+/// Xet dedupe with the backup engine's own archive through `HF_DATASET` (see
+/// `hubtest::check_real_archive_dedupe`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "heavy: ~50 s and 4 x 50 MB uploads; run with --ignored to measure"]
 async fn cli_small_change_uploads_little_with_the_real_archive() {
-    const MAX_MEMBER: u64 = 2 << 20;
-    // (layout, file to change): many mid-sized session files; one big database-like file.
-    for (layout, files, size) in [
-        ("200 files of 256 KiB", 200u64, 256usize << 10),
-        ("one 48 MiB file", 1, 48 << 20),
-    ] {
-        let rig = Rig::start(Transfer::Xet).await;
-        let data = rig.dir.path().join("data");
-        let state = data.join(".openclaw");
-        for i in 0..files {
-            let dir = state.join(format!("agents/a{}/sessions", i % 10));
-            std::fs::create_dir_all(&dir).expect("state dir");
-            std::fs::write(
-                dir.join(format!("s{i}.jsonl")),
-                pseudo_random(size, 100 + i),
-            )
-            .expect("file");
-        }
-        std::fs::write(state.join("openclaw.json"), br#"{"gateway":{"port":7860}}"#)
-            .expect("config");
-
-        let (ok, _, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
-        assert!(ok, "backup failed:\n{err}");
-        let first = rig.hub.cas_bytes_received();
-        let archive_size = rig.hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME].size;
-
-        // A small change in the middle of one file, then 4 KiB appended to it (a session log
-        // growing: the tar header changes too, so the rest of its member changes).
-        let changed = state.join(format!(
-            "agents/a{}/sessions/s{}.jsonl",
-            (files / 2) % 10,
-            files / 2
-        ));
-        let mut seen = first;
-        for change in ["a 4 KiB change in the middle", "4 KiB appended"] {
-            let mut bytes = std::fs::read(&changed).expect("read");
-            if change.starts_with("a 4 KiB") {
-                let mid = bytes.len() / 2;
-                bytes[mid..mid + 4096].copy_from_slice(&pseudo_random(4096, 7));
-            } else {
-                bytes.extend_from_slice(&pseudo_random(4096, 8));
-            }
-            std::fs::write(&changed, bytes).expect("write");
-            let (ok, out, err) = entrypoint(&rig, &data, WRITE, &["backup"]).await;
-            assert!(ok, "backup after {change} failed:\n{err}");
-            assert_eq!(result_of(&out), "uploaded", "{out}");
-            let sent = rig.hub.cas_bytes_received() - seen;
-            seen += sent;
-            eprintln!(
-                "{layout}: archive {archive_size} bytes (first upload {first} bytes to the CAS); after {change}: {sent} bytes = {:.2}%",
-                sent as f64 * 100.0 / archive_size as f64
-            );
-            assert!(
-                sent <= 2 * MAX_MEMBER,
-                "{layout}, {change}: sent {sent} bytes"
-            );
-        }
-    }
+    hubtest::check_real_archive_dedupe("dataset", ("HF_DATASET", DS), |hub| {
+        hub.head_files(RepoType::Dataset, DS)[ARCHIVE_NAME].size
+    })
+    .await;
 }
 
 /// `entrypoint run -- CMD` with `HF_DATASET`: restore into an empty disk before the child

@@ -3,9 +3,14 @@
 //! A backup is a pair: the archive (`latest_backup.tar.gz`, root entry `.openclaw/`) and its
 //! sidecar (`latest_backup.sha256`, the hex digest, optionally in `sha256sum` format). A store
 //! publishes the pair atomically and hands it back whole; it knows nothing of what is inside.
+//! (The bucket store names each archive by its digest and points at the latest with one small
+//! pointer file: the same pair, in a layout a non-transactional bucket can publish safely.)
+//! The dataset and bucket stores share their Hub client, retries and errors (`hub`).
 
+pub mod bucket;
 pub mod dir;
 pub mod hf;
+mod hub;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +40,8 @@ pub struct Fetched {
 /// describe it without downloading the archive.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Version {
-    /// The store's name for it: the folder under `.versions/` (dir) or the commit id (hf).
+    /// The store's name for it: the folder under `.versions/` (dir), the commit id (hf) or the
+    /// archive's name without `.tar.gz` (bucket).
     /// Stable: the same id always names the same bytes.
     pub id: String,
     /// When it was published (RFC 3339, UTC), when the store knows.
@@ -175,6 +181,7 @@ pub async fn open(settings: Option<&StoreSettings>) -> anyhow::Result<Option<Box
             Some(Box::new(dir::DirStore::new(path.clone(), *keep)))
         }
         Some(StoreSettings::Hf(hf)) => Some(Box::new(hf::HfStore::open(hf).await?)),
+        Some(StoreSettings::Bucket(b)) => Some(Box::new(bucket::BucketStore::open(b).await?)),
     })
 }
 

@@ -25,18 +25,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download  # noqa: 
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
 from huggingface_hub.utils._runtime import is_xet_available  # noqa: E402
 
-
-def pseudo_random(n: int, seed: int) -> bytes:
-    out = bytearray()
-    block = seed.to_bytes(8, "little")
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
-
-
-def step(name: str) -> None:
-    print(f"ok {name}", flush=True)
+from checklib import pseudo_random, step  # noqa: E402 (next to this script)
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ pub struct Faults {
     redirect_resolve: Mutex<bool>,
     max_inline_bytes: Mutex<Option<u64>>,
     commits_page_size: Mutex<Option<usize>>,
+    /// Bucket `addFile` paths (by prefix) the batch reports as failed inside its 200.
+    bucket_add_failures: Mutex<Vec<(String, u32)>>,
 }
 
 impl Faults {
@@ -121,6 +123,35 @@ impl Faults {
             .commits_page_size
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next `times` bucket `addFile`s whose path starts with `path_prefix` fail inside a
+    /// 200 answer (`{"failed": [{"path", "error"}]}`), as the Hub reports per-file failures;
+    /// the other operations of the batch are applied.
+    pub fn fail_bucket_adds(&self, path_prefix: &str, times: u32) {
+        if times == 0 {
+            return;
+        }
+        self.bucket_add_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path_prefix.to_string(), times));
+    }
+
+    /// Whether this bucket `addFile` is to fail (consuming one shot).
+    pub(super) fn take_bucket_add_failure(&self, path: &str) -> bool {
+        let mut rules = self
+            .bucket_add_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(i) = rules.iter().position(|(p, _)| path.starts_with(p.as_str())) else {
+            return false;
+        };
+        rules[i].1 -= 1;
+        if rules[i].1 == 0 {
+            rules.remove(i);
+        }
+        true
     }
 
     /// The action for this request, if a rule matches (consuming one of its shots).

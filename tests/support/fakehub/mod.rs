@@ -9,6 +9,9 @@
 //! shards straight into `<cas_dir>/xet/xorbs/` with no CAS server. At commit time the fake parses
 //! the shards there (`xet.rs`) to learn which sha256 (the `lfsFile` oid) is which xet file hash.
 //!
+//! Storage Buckets (`buckets.rs`, `routes/buckets.rs`): create/info, tree, paths-info, xet
+//! tokens, the NDJSON batch with per-file failures inside a 200, resolve.
+//!
 //! Use from an integration test:
 //! ```ignore
 //! #[path = "support/fakehub/mod.rs"] mod fakehub;
@@ -31,6 +34,7 @@
 //! no users: any valid token sees every repo.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod buckets;
 pub mod faults;
 mod routes;
 pub mod spaces;
@@ -215,6 +219,11 @@ struct State {
     commit_counter: u64,
     /// Space SDKs, Secrets and Variables (`spaces.rs`).
     spaces: spaces::SpacesState,
+    /// Storage Buckets by id (`buckets.rs`).
+    buckets: BTreeMap<String, buckets::Bucket>,
+    /// Size of every xet file the shards describe, by xet hash (bucket clients need not
+    /// compute a sha256, so this is how the fake knows a bucket `addFile`'s hash).
+    xet_sizes: HashMap<String, u64>,
 }
 
 struct Inner {
@@ -261,6 +270,7 @@ impl Inner {
             let files = xet::parse_shard_file(&path)?;
             let mut st = self.state();
             for f in files {
+                st.xet_sizes.insert(f.xet_hash.clone(), f.size);
                 if let Some(sha) = f.sha256 {
                     st.xet_files.insert(
                         sha,

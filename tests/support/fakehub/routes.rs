@@ -1,7 +1,7 @@
 //! HTTP side of the fake Hub: one fallback handler that records the request, applies any
 //! injected fault, and routes by path segments to the handlers of facts §6 (numbers in the
 //! handler comments are that table's rows). The handlers themselves are in
-//! `routes/{repos,download,upload}.rs`.
+//! `routes/{repos,download,upload,buckets}.rs`.
 //!
 //! Routing is done by hand on percent-decoded segments rather than with axum's router: Hub
 //! paths mix `{owner}/{name}` with wildcard file paths and `%2F`-encoded revisions, and a
@@ -27,6 +27,7 @@ use super::{
     FileEntry, Inner, Repo, RepoType, RequestRecord, State as HubState, Transfer,
 };
 
+mod buckets;
 mod download;
 mod repos;
 mod spaces;
@@ -117,6 +118,28 @@ fn route(hub: &Hub, req: &Req) -> Response {
     match s.as_slice() {
         ["api", "repos", "create"] if m == Method::POST => create_repo(hub, req),
         ["api", "repos", "delete"] if m == Method::DELETE => delete_repo(hub, req),
+        ["api", "buckets", owner, name] if m == Method::POST => {
+            buckets::create(hub, req, &format!("{owner}/{name}"))
+        }
+        ["api", "buckets", owner, name] if m == Method::GET => {
+            buckets::info(hub, req, &format!("{owner}/{name}"))
+        }
+        ["api", "buckets", owner, name, action, rest @ ..] => {
+            let id = format!("{owner}/{name}");
+            match (*action, m) {
+                ("tree", &Method::GET) => buckets::tree(hub, req, &id, &rest.join("/")),
+                ("paths-info", &Method::POST) => buckets::paths_info(hub, req, &id),
+                ("batch", &Method::POST) => buckets::batch(hub, req, &id),
+                ("xet-write-token", &Method::GET) => buckets::xet_token(hub, req, &id, true),
+                ("xet-read-token", &Method::GET) => buckets::xet_token(hub, req, &id, false),
+                _ => not_found_route(req),
+            }
+        }
+        ["buckets", owner, name, "resolve", path @ ..]
+            if !path.is_empty() && (m == Method::GET || m == Method::HEAD) =>
+        {
+            buckets::resolve(hub, req, &format!("{owner}/{name}"), &path.join("/"))
+        }
         ["api", t, owner, name] if m == Method::GET => match RepoType::from_plural(t) {
             Some(rt) => info(hub, req, rt, &format!("{owner}/{name}"), "main"),
             None => not_found_route(req),

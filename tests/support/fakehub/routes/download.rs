@@ -91,7 +91,7 @@ fn file_or_cas(hub: &Hub, file: &FileEntry, content: Option<Bytes>) -> Result<By
 }
 
 /// 200/206 with `Accept-Ranges`, honouring `Range: bytes=a-b` on GET; HEAD has no body.
-fn serve_content(
+pub(super) fn serve_content(
     req: &Req,
     content: Result<Bytes, String>,
     size: u64,

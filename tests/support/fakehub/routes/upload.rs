@@ -171,6 +171,11 @@ pub(super) fn xet_token(hub: &Hub, req: &Req, rt: RepoType, id: &str, write: boo
         let msg = "xet is not enabled on this fake hub (transfer is not xet)";
         return error(404, None, msg);
     }
+    xet_token_response(hub, write)
+}
+
+/// The token answer (body for hf-hub and hf-xet, headers for Python), for repos and buckets.
+pub(super) fn xet_token_response(hub: &Hub, write: bool) -> Response {
     let cas_url = format!("local://{}", hub.cas_dir.display());
     let exp = unix_now() + 3600;
     let token = format!("xet-{}-{}", if write { "write" } else { "read" }, exp);

@@ -48,16 +48,11 @@ impl Failure {
             HFError::Forbidden { .. } => Failure::Forbidden,
             HFError::Conflict { .. } => Failure::Conflict,
             HFError::RateLimited { retry_after, .. } => Failure::RateLimited(retry_after),
+            // Paginated listings (list_tree, list_commits) report every status as `Http`,
+            // 401/404/429 included: classify by the status.
             HFError::Http { context } => {
-                let status = context.status.as_u16();
-                match status {
-                    412 => Failure::Conflict,
-                    408 | 500..=599 => Failure::Server(status),
-                    _ => {
-                        let msg = context.server_message.clone().unwrap_or_default();
-                        Failure::Other(format!("HTTP {status} {msg}").trim().to_string())
-                    }
-                }
+                let msg = context.server_message.clone().unwrap_or_default();
+                Failure::from_status(context.status.as_u16(), None, &msg)
             }
             // reqwest's own read/connect timeouts (ours, set in `HfStore::open`). The store fills
             // in the configured duration.
@@ -72,7 +67,7 @@ impl Failure {
         }
     }
 
-    /// The status of a raw reqwest response (super-squash has no hf-hub call).
+    /// Classify an HTTP status (of a raw reqwest response, or one hf-hub did not classify).
     pub(in crate::store) fn from_status(
         status: u16,
         retry_after: Option<Duration>,
@@ -85,10 +80,14 @@ impl Failure {
             409 | 412 => Failure::Conflict,
             429 => Failure::RateLimited(retry_after),
             408 | 500..=599 => Failure::Server(status),
-            _ => Failure::Other(format!(
-                "HTTP {status} {}",
-                body.chars().take(200).collect::<String>()
-            )),
+            _ => Failure::Other(
+                format!(
+                    "HTTP {status} {}",
+                    body.chars().take(200).collect::<String>()
+                )
+                .trim()
+                .to_string(),
+            ),
         }
     }
 
