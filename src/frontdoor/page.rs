@@ -25,8 +25,8 @@ pub(super) fn status_page(phase: &Phase, restore_failed: bool) -> Response<Body>
     };
     let note = if restore_failed {
         "<p><b>The last restore failed.</b> The state on disk was kept and backups are paused, so \
-         an empty state cannot replace good backups. Check the store (HF_DATASET or \
-         ENTRYPOINT_BACKUP_DIR) and restart, or run <code>entrypoint backup --force</code> to \
+         an empty state cannot replace good backups. Check the store (HF_DATASET, \
+         HF_BUCKET or ENTRYPOINT_BACKUP_DIR) and restart, or run <code>entrypoint backup --force</code> to \
          upload the state as it is.</p>"
     } else {
         ""
