@@ -7,12 +7,14 @@
 
 What it does, in this order (re-running it updates the Space and keeps its secrets):
 1. creates the private backup dataset (default `<space>-backup`) if it is missing; refuses a
-   public one;
+   public one. With `--bucket owner/name[/folder]` a private Storage Bucket instead (created if
+   missing, a public one refused);
 2. creates the private Docker Space (`sdk: docker`, `app_port: 7860`) if it is missing; refuses a
    public or non-Docker one (a public Space only with `--public`);
 3. sets the Space's Secrets OPENCLAW_GATEWAY_TOKEN (from the env, else kept if the Space has one,
    else generated and printed once) and HF_TOKEN (SPACE_HF_TOKEN from the env, else the token
-   used here; kept if the Space has one, unless --update-hf-token), and the Variable HF_DATASET;
+   used here; kept if the Space has one, unless --update-hf-token), and the Variable HF_DATASET
+   (or HF_BUCKET; the other one is removed, since the entrypoint takes exactly one store);
 4. uploads, in ONE commit, what the image build needs: Dockerfile, .dockerignore, Cargo.toml,
    Cargo.lock, .cargo/, src/, and spaces/huggingface/README.md as the Space's README.md (its
    front matter is the Space card). Files under src/ and .cargo/ that are gone here are deleted
@@ -51,12 +53,24 @@ def parse_args(argv):
     )
     ap.add_argument("space", help="the Space, owner/name (created if missing)")
     ap.add_argument("--dataset", help="backup dataset, owner/name (default: <space>-backup)")
+    ap.add_argument("--bucket", help="back up to this Storage Bucket instead of a dataset: owner/name or owner/name/folder (created private if missing)")
     ap.add_argument("--public", action="store_true", help="allow a public Space (the token still guards the gateway)")
     ap.add_argument("--new-gateway-token", action="store_true", help="replace the Space's OPENCLAW_GATEWAY_TOKEN with a new one")
     ap.add_argument("--update-hf-token", action="store_true", help="overwrite the Space's HF_TOKEN secret")
     a = ap.parse_args(argv)
     a.space = repo_id(a.space, "SPACE")
-    a.dataset = repo_id(a.dataset or f"{a.space}-backup", "--dataset")
+    if a.bucket and a.dataset:
+        print("deploy-space: --dataset and --bucket: give one of them (the entrypoint backs up to exactly one store)", file=sys.stderr)
+        sys.exit(2)
+    if a.bucket:
+        parts = a.bucket.strip("/").split("/")
+        a.bucket_id = repo_id("/".join(parts[:2]), "--bucket")
+        if any(not p for p in parts[2:]):
+            print(f"deploy-space: --bucket must be owner/name or owner/name/folder; got {a.bucket!r}", file=sys.stderr)
+            sys.exit(2)
+        a.bucket = "/".join(parts)
+    else:
+        a.dataset = repo_id(a.dataset or f"{a.space}-backup", "--dataset")
     return a
 
 
@@ -120,6 +134,27 @@ def ensure_dataset(api, dataset):
         raise Fail(f"backup dataset {dataset} is public and backups hold credentials: make it private in its settings, or pick another with --dataset")
 
 
+def ensure_bucket(api, bucket_id):
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        api.create_bucket(bucket_id, private=True, exist_ok=True)
+        info = api.bucket_info(bucket_id)
+    except HfHubHTTPError as e:
+        raise Fail(explain(e, f"backup bucket {bucket_id}"))
+    if not info.private:
+        raise Fail(f"backup bucket {bucket_id} is public and backups hold credentials: make it private in its settings, or pick another with --bucket")
+
+
+def set_store_variable(api, a):
+    """HF_DATASET or HF_BUCKET, and never both: the entrypoint refuses two stores."""
+    name, value, other = ("HF_BUCKET", a.bucket, "HF_DATASET") if a.bucket else ("HF_DATASET", a.dataset, "HF_BUCKET")
+    what = "backup bucket" if a.bucket else "backup dataset"
+    api.add_space_variable(a.space, name, value, description=f"{what} (openclaw-space)")
+    if other in api.get_space_variables(a.space):
+        api.delete_space_variable(a.space, other)
+
+
 def check_space(api, space, public):
     """The Space's info, or None if missing; refuses a public (unless asked) or non-Docker one.
     Read-only, so a refusal changes nothing."""
@@ -161,8 +196,8 @@ def set_settings(api, a, hf_token):
             api.add_space_secret(a.space, "OPENCLAW_GATEWAY_TOKEN", gateway, description="Control UI / API token (openclaw-space)")
         if a.update_hf_token or "HF_TOKEN" not in have:
             space_token = os.environ.get("SPACE_HF_TOKEN", "").strip() or hf_token
-            api.add_space_secret(a.space, "HF_TOKEN", space_token, description="backups to the dataset, Inference Providers")
-        api.add_space_variable(a.space, "HF_DATASET", a.dataset, description="backup dataset (openclaw-space)")
+            api.add_space_secret(a.space, "HF_TOKEN", space_token, description="backups, Inference Providers")
+        set_store_variable(api, a)
     except HfHubHTTPError as e:
         raise Fail(explain(e, f"setting the secrets of Space {a.space}"))
     return generated
@@ -193,7 +228,10 @@ def deploy(a):
         raise Fail("no Hugging Face token: export HF_TOKEN=hf_... (write access) or run `hf auth login`")
     api = HfApi(token=hf_token)
     created = check_space(api, a.space, a.public) is None
-    ensure_dataset(api, a.dataset)
+    if a.bucket:
+        ensure_bucket(api, a.bucket_id)
+    else:
+        ensure_dataset(api, a.dataset)
     if created:
         create_space(api, a.space, a.public)
     generated = set_settings(api, a, hf_token)
@@ -201,7 +239,10 @@ def deploy(a):
 
     visibility = "public" if a.public else "private"
     print(f"Space {a.space}: {'created' if created else 'updated'} ({visibility}, Docker), {n_add} files uploaded in commit {oid[:12]}" + (f", {n_del} removed" if n_del else ""))
-    print(f"Backups: private dataset {a.dataset} (Variable HF_DATASET)")
+    if a.bucket:
+        print(f"Backups: private Storage Bucket {a.bucket} (Variable HF_BUCKET)")
+    else:
+        print(f"Backups: private dataset {a.dataset} (Variable HF_DATASET)")
     if generated:
         print("OPENCLAW_GATEWAY_TOKEN (generated; shown only this once, keep it in a password manager):")
         print(f"  {generated}")
@@ -212,8 +253,8 @@ def deploy(a):
     print(f"App: {app_url(a.space)}")
     print("Next:")
     print(f"  1. Watch the build: https://huggingface.co/spaces/{a.space} -> Logs (the first build takes about 10 minutes).")
-    print(f"  2. Open {app_url(a.space)} directly (not the huggingface.co page: the Control UI refuses iframes)")
-    print("     and paste the gateway token. Each new browser pairs itself automatically.")
+    print(f"  2. Open the Space's App tab, or {app_url(a.space)}, and paste the gateway token.")
+    print("     Each new browser pairs itself automatically.")
     print("  3. To update later, pull this checkout and run the same command again.")
 
 

@@ -410,3 +410,74 @@ fn guide_describes_the_deploy_path_and_no_placeholder_remains() {
         "spaces/huggingface/ holds only the guide (the Space card)"
     );
 }
+
+/// `--bucket`: the backups go to a private Storage Bucket (created private, a public one
+/// refused), the Space gets `HF_BUCKET` and loses `HF_DATASET` (the entrypoint refuses two
+/// stores), and `--dataset` with `--bucket` is one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_with_a_bucket_sets_hf_bucket_and_drops_hf_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = start(tmp.path()).await;
+    let root = checkout_copy(tmp.path());
+
+    let out = deploy(&hub, &root, Some(WRITE), &[], &["alice/claw"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(hub.space_variable("alice/claw", "HF_DATASET").is_some());
+
+    let args = ["alice/claw", "--bucket", "alice/claw-store/backups"];
+    let out = deploy(&hub, &root, Some(WRITE), &[], &args).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(hub.bucket_is_private("alice/claw-store"), Some(true));
+    assert_eq!(
+        hub.space_variable("alice/claw", "HF_BUCKET").as_deref(),
+        Some("alice/claw-store/backups")
+    );
+    assert_eq!(
+        hub.space_variable("alice/claw", "HF_DATASET"),
+        None,
+        "one store only"
+    );
+    assert!(
+        stdout.contains("Storage Bucket alice/claw-store/backups"),
+        "{stdout}"
+    );
+
+    // Back to a dataset: HF_BUCKET goes.
+    let out = deploy(&hub, &root, Some(WRITE), &[], &["alice/claw"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(hub.space_variable("alice/claw", "HF_BUCKET"), None);
+    assert!(hub.space_variable("alice/claw", "HF_DATASET").is_some());
+
+    // A public bucket is refused before the Space is created.
+    hub.create_bucket("bob/open-bucket", false);
+    let out = deploy(
+        &hub,
+        &root,
+        Some(WRITE),
+        &[],
+        &["bob/app", "--bucket", "bob/open-bucket"],
+    )
+    .await;
+    assert_one_line_error(&out, 1, "backup bucket bob/open-bucket is public");
+    assert!(!hub.repo_exists(RepoType::Space, "bob/app"));
+
+    let out = deploy(
+        &hub,
+        &root,
+        Some(WRITE),
+        &[],
+        &["bob/app", "--dataset", "bob/d", "--bucket", "bob/b"],
+    )
+    .await;
+    assert_one_line_error(&out, 2, "--dataset and --bucket");
+    let out = deploy(
+        &hub,
+        &root,
+        Some(WRITE),
+        &[],
+        &["bob/app", "--bucket", "bob"],
+    )
+    .await;
+    assert_one_line_error(&out, 2, "must be owner/name");
+}
