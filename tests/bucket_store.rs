@@ -215,6 +215,37 @@ async fn keeps_the_newest_versions_and_deletes_only_after_the_pointer_moved() {
     assert_eq!(rig.archives().last(), Some(&format!("{id}.tar.gz")));
 }
 
+/// The Hub pages a bucket's tree (an opaque cursor in `Link: <...>; rel="next"`): with two
+/// entries a page, every version is still listed and pruning still finds the oldest.
+#[tokio::test]
+async fn a_paged_tree_lists_every_version_and_prunes_the_oldest() {
+    let rig = Rig::start().await;
+    rig.hub.faults().set_tree_page_size(Some(2));
+    let mut s = rig.settings();
+    s.keep = 4;
+    let store = rig.store_with(s).await;
+    let mut ids = Vec::new();
+    for seed in 20..25 {
+        ids.push(rig.publish(&store, seed).await);
+    }
+    ids.reverse();
+    assert_eq!(
+        ids_of(&store).await,
+        ids[..4].to_vec(),
+        "all pages, newest first"
+    );
+    assert_eq!(
+        rig.archives().len(),
+        4,
+        "the oldest, on the last page, was pruned"
+    );
+    assert!(
+        rig.hub.requests().iter().any(|r| r.path.contains("/tree/")
+            && r.query.as_deref().is_some_and(|q| q.contains("cursor="))),
+        "the client followed the Link header"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_add_inside_a_200_is_not_taken_for_success() {
     let rig = Rig::start().await;

@@ -52,6 +52,7 @@ pub struct Faults {
     redirect_resolve: Mutex<bool>,
     max_inline_bytes: Mutex<Option<u64>>,
     commits_page_size: Mutex<Option<usize>>,
+    tree_page_size: Mutex<Option<usize>>,
     /// Bucket `addFile` paths (by prefix) the batch reports as failed inside its 200.
     bucket_add_failures: Mutex<Vec<(String, u32)>>,
 }
@@ -121,6 +122,22 @@ impl Faults {
     pub fn commits_page_size(&self) -> Option<usize> {
         *self
             .commits_page_size
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entries per page of a bucket's `tree` (None = one page): small pages make clients
+    /// follow the `Link` header (the Hub pages with an opaque `cursor`).
+    pub fn set_tree_page_size(&self, n: Option<usize>) {
+        *self
+            .tree_page_size
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = n;
+    }
+
+    pub fn tree_page_size(&self) -> Option<usize> {
+        *self
+            .tree_page_size
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }

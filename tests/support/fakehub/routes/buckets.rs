@@ -121,7 +121,32 @@ pub(super) fn tree(hub: &Hub, req: &Req, id: &str, prefix: &str) -> Response {
             _ => out.push(file_entry(path, f)),
         }
     }
-    json_response(200, &Value::Array(out), &[])
+    let Some(size) = hub.faults.tree_page_size() else {
+        return json_response(200, &Value::Array(out), &[]);
+    };
+    // One page from the cursor (here an offset; opaque to clients), and a `Link` to the next.
+    let from: usize = query_param(req.query, "cursor")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    if from + size < out.len() {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(req.query.unwrap_or_default().as_bytes()) {
+            if k != "cursor" {
+                q.append_pair(&k, &v);
+            }
+        }
+        q.append_pair("cursor", &(from + size).to_string());
+        let url = format!(
+            "{}/api/buckets/{id}/tree/{}?{}",
+            hub.endpoint,
+            prefix.trim_matches('/'),
+            q.finish()
+        );
+        headers.push(("Link", format!("<{url}>; rel=\"next\"")));
+    }
+    let page: Vec<Value> = out.into_iter().skip(from).take(size).collect();
+    json_response(200, &Value::Array(page), &headers)
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
