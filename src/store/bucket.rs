@@ -44,7 +44,7 @@ use hf_hub::repository::AddSource;
 use hf_hub::HFBucket;
 use tracing::{info, warn};
 
-use super::hub::failure::Failure;
+use super::hub::failure::{Failure, Kind};
 use super::hub::{local_size, Conn, MIN_UPLOAD_BYTES_PER_SEC};
 use super::{parse_sidecar, Fetched, Progress, Store, StoreError, Version};
 use crate::settings::BucketSettings;
@@ -98,7 +98,7 @@ enum Found {
 impl BucketStore {
     /// Build the client. No network I/O here (see the module doc).
     pub async fn open(settings: &BucketSettings) -> anyhow::Result<Self> {
-        let conn = Conn::new("bucket", &settings.bucket, &settings.hub)?;
+        let conn = Conn::new(Kind::Bucket, &settings.bucket, &settings.hub)?;
         Ok(BucketStore {
             prefix: settings.prefix.trim_matches('/').to_string(),
             keep: settings.keep.max(1),

@@ -54,7 +54,7 @@ use hf_hub::repository::{CommitOperation, DatasetInfo, RepoTreeEntry};
 use hf_hub::{HFRepository, RepoTypeDataset};
 use tracing::{info, warn};
 
-use super::hub::failure::Failure;
+use super::hub::failure::{Failure, Kind};
 use super::hub::{local_size, Conn, MAX_TRIES, MIN_UPLOAD_BYTES_PER_SEC};
 use super::{
     parse_sidecar, Fetched, Progress, Store, StoreError, Version, ARCHIVE_NAME, SIDECAR_NAME,
@@ -115,7 +115,7 @@ enum Located {
 impl HfStore {
     /// Build the client. No network I/O here (see the module doc).
     pub async fn open(settings: &HfSettings) -> anyhow::Result<Self> {
-        let conn = Conn::new("dataset", &settings.dataset, &settings.hub)?;
+        let conn = Conn::new(Kind::Dataset, &settings.dataset, &settings.hub)?;
         Ok(HfStore {
             repo: conn.client.dataset(&conn.owner, &conn.short_name),
             conn,

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tracing::warn;
 
-use self::failure::{Context, Failure};
+use self::failure::{Context, Failure, Kind};
 use super::{Progress, StoreError};
 use crate::settings::{HubAccess, Secret};
 
@@ -38,8 +38,7 @@ pub(super) const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 /// One store's connection to the Hub: the client, what errors name, and the 429 pause.
 pub(super) struct Conn {
-    /// `dataset` or `bucket` (see [`Context::kind`]).
-    pub kind: &'static str,
+    pub kind: Kind,
     /// `owner/name`.
     pub name: String,
     /// The two halves of `name`.
@@ -66,17 +65,13 @@ enum Download {
 
 impl Conn {
     /// Build the clients for `kind` `name` (`owner/name`). No network I/O.
-    pub fn new(kind: &'static str, name: &str, access: &HubAccess) -> anyhow::Result<Conn> {
+    pub fn new(kind: Kind, name: &str, access: &HubAccess) -> anyhow::Result<Conn> {
         let (endpoint, token, timeout) = (
             access.endpoint.as_deref(),
             access.token.as_ref(),
             access.timeout,
         );
-        let var = if kind == "bucket" {
-            "HF_BUCKET"
-        } else {
-            "HF_DATASET"
-        };
+        let var = kind.var();
         let Some((owner, short_name)) = name.split_once('/') else {
             anyhow::bail!("{var}: '{name}' is not a {kind} id; write owner/name");
         };
@@ -487,7 +482,7 @@ mod tests {
             allow_public: false,
             timeout: Duration::from_secs(5),
         };
-        Conn::new("dataset", "alice/claw", &access).expect("no I/O")
+        Conn::new(Kind::Dataset, "alice/claw", &access).expect("no I/O")
     }
 
     #[test]

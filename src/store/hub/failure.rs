@@ -101,11 +101,36 @@ impl Failure {
     }
 }
 
+/// What a Hub store keeps its backups in: the word messages use, and the variable that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::store) enum Kind {
+    Dataset,
+    Bucket,
+}
+
+impl Kind {
+    /// The variable that configures it.
+    pub fn var(self) -> &'static str {
+        match self {
+            Kind::Dataset => "HF_DATASET",
+            Kind::Bucket => "HF_BUCKET",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Dataset => "dataset",
+            Kind::Bucket => "bucket",
+        })
+    }
+}
+
 /// What the store knows when it turns a failure into a message.
 pub(in crate::store) struct Context<'a> {
-    /// `dataset` or `bucket`: what `dataset` names (and which variable, `HF_DATASET` or
-    /// `HF_BUCKET`, configures it).
-    pub kind: &'a str,
+    /// What `dataset` names.
+    pub kind: Kind,
     pub dataset: &'a str,
     pub endpoint: &'a str,
     pub has_token: bool,
@@ -126,11 +151,7 @@ impl Failure {
             what,
             ..
         } = *cx;
-        let var = if kind == "bucket" {
-            "HF_BUCKET"
-        } else {
-            "HF_DATASET"
-        };
+        let var = kind.var();
         match self {
             Failure::Unauthorized if !cx.has_token => StoreError::Unauthorized(format!(
                 "HF_TOKEN is not set, so {what} on {kind} {dataset} was refused (401): create a token with write access at {TOKENS_URL} and set it as the HF_TOKEN secret"
@@ -193,7 +214,7 @@ mod tests {
 
     fn cx(has_token: bool) -> Context<'static> {
         Context {
-            kind: "dataset",
+            kind: Kind::Dataset,
             dataset: "alice/claw",
             endpoint: "https://huggingface.co",
             has_token,
