@@ -209,7 +209,7 @@ pub fn one_line_why(text: &str) -> String {
 /// the version it fetches or checks, and the bytes so far. Clones share it; the restore is the
 /// only writer.
 #[derive(Debug, Clone, Default)]
-pub struct Watch(Arc<Mutex<Option<(Now, Progress)>>>);
+pub struct Watch(Arc<Mutex<Option<Now>>>);
 
 /// One moment of a restore, as `Watch::now` reads it.
 #[derive(Debug, Clone)]
@@ -219,43 +219,59 @@ pub struct Now {
     pub time: Option<String>,
     /// The archive's size, as the store listed it.
     pub size: u64,
-    /// Bytes of it fetched so far.
-    pub fetched: u64,
     /// Downloaded; now checking hash, archive and databases (and swapping it in).
     pub checking: bool,
+    /// The store's count of the bytes fetched so far.
+    progress: Progress,
+}
+
+impl Now {
+    /// Bytes of the archive fetched so far.
+    pub fn fetched(&self) -> u64 {
+        self.progress.bytes()
+    }
+
+    /// A moment as pages show it, for their tests.
+    #[cfg(test)]
+    pub(crate) fn example(size: u64, fetched: u64, checking: bool) -> Now {
+        let progress = Progress::default();
+        progress.set(fetched);
+        Now {
+            version: "d739cc1041ba".into(),
+            time: Some("2026-12-05T17:00:00Z".into()),
+            size,
+            checking,
+            progress,
+        }
+    }
 }
 
 impl Watch {
     /// What the restore is doing now; None before it fetches anything.
     pub fn now(&self) -> Option<Now> {
-        let (now, progress) = self.slot().clone()?;
-        Some(Now {
-            fetched: progress.bytes(),
-            ..now
-        })
+        self.slot().clone()
     }
 
     /// Fetching `v` starts: the returned counter is the store's to fill.
     fn fetching(&self, v: &Version) -> Progress {
         let progress = Progress::default();
-        let now = Now {
+        *self.slot() = Some(Now {
             version: short_id(&v.id).to_string(),
             time: v.time.clone(),
             size: v.size,
-            fetched: 0,
             checking: false,
-        };
-        *self.slot() = Some((now, progress.clone()));
+            progress: progress.clone(),
+        });
         progress
     }
 
     fn checking(&self) {
-        if let Some((now, _)) = self.slot().as_mut() {
+        if let Some(now) = self.slot().as_mut() {
             now.checking = true;
         }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Now, Progress)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Now>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

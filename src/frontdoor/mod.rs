@@ -132,7 +132,7 @@ impl Door {
                     "version": n.version,
                     "time": n.time,
                     "size": n.size,
-                    "fetched": n.fetched,
+                    "fetched": n.fetched(),
                     "checking": n.checking,
                 })
             }),

@@ -69,10 +69,11 @@ fn restoring(store: &str, now: Option<Now>) -> String {
             mb(n.size)
         );
     }
-    let percent = (n.fetched * 100).checked_div(n.size).unwrap_or(0).min(100);
+    let fetched = n.fetched();
+    let percent = (fetched * 100).checked_div(n.size).unwrap_or(0).min(100);
     format!(
         "Downloading {version} from {store}: <b>{} of {}</b> ({percent} %). The assistant          starts right after.",
-        mb(n.fetched),
+        mb(fetched),
         mb(n.size)
     )
 }
@@ -93,13 +94,7 @@ mod tests {
     use super::*;
 
     fn now(fetched: u64, checking: bool) -> Option<Now> {
-        Some(Now {
-            version: "d739cc1041ba".into(),
-            time: Some("2026-12-05T17:00:00Z".into()),
-            size: 4_200_000,
-            fetched,
-            checking,
-        })
+        Some(Now::example(4_200_000, fetched, checking))
     }
 
     #[test]
@@ -120,13 +115,7 @@ mod tests {
             "{check}"
         );
         // A size the store did not know: no division by zero, no percent over 100.
-        let odd = restoring(
-            store,
-            Some(Now {
-                size: 0,
-                ..now(10, false).unwrap()
-            }),
-        );
+        let odd = restoring(store, Some(Now::example(0, 10, false)));
         assert!(odd.contains("(0 %)"), "{odd}");
     }
 }
