@@ -12,13 +12,15 @@
 
 #[path = "support/fakehub/mod.rs"]
 mod fakehub;
+#[path = "support/hubtest.rs"]
+mod hubtest;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fakehub::{pseudo_random, Access, Action, Config, FakeHub, RepoType, Transfer};
+use hubtest::WRITE;
 
-const WRITE: &str = "hf_test_write_0123456789abcdef";
 const GATEWAY_TOKEN: &str = "status-page-gateway-token-4d2e";
 const DS: &str = "alice/claw-backup";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -39,24 +41,16 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// `entrypoint` against the fake Hub; `run` gets no CMD (the gateway child, never reached here:
-/// PATH has no openclaw).
+/// `entrypoint` against the fake Hub with `HF_DATASET`; `run` gets no CMD (the gateway child,
+/// never reached here: PATH has no openclaw).
 fn entrypoint(hub: &FakeHub, home: &Path, data: &Path, port: u16) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_entrypoint"));
-    cmd.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", home)
-        .env("ENTRYPOINT_DATA_DIR", data)
+    let mut cmd = hubtest::entrypoint(hub.endpoint(), WRITE, home, data);
+    cmd.env("PATH", "/usr/bin:/bin")
         .env("HF_DATASET", DS)
-        .env("HF_TOKEN", WRITE)
-        .env("HF_ENDPOINT", hub.endpoint())
         .env("ENTRYPOINT_HF_TIMEOUT", "60s")
         .env("OPENCLAW_GATEWAY_TOKEN", GATEWAY_TOKEN)
         .env("PORT", port.to_string())
-        .env("ENTRYPOINT_GATEWAY_PORT", free_port().to_string())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .kill_on_drop(true);
+        .env("ENTRYPOINT_GATEWAY_PORT", free_port().to_string());
     cmd
 }
 
