@@ -122,28 +122,25 @@ def explain(err, what):
     return f"{what}: {first}"
 
 
-def ensure_dataset(api, dataset):
+def ensure_private_store(api, a):
+    """Create the backup dataset or bucket private if missing; refuse a public one."""
     from huggingface_hub.utils import HfHubHTTPError
 
+    if a.bucket:
+        what, flag = f"backup bucket {a.bucket_id}", "--bucket"
+        create = lambda: api.create_bucket(a.bucket_id, private=True, exist_ok=True)  # noqa: E731
+        info = lambda: api.bucket_info(a.bucket_id)  # noqa: E731
+    else:
+        what, flag = f"backup dataset {a.dataset}", "--dataset"
+        create = lambda: api.create_repo(a.dataset, repo_type="dataset", private=True, exist_ok=True)  # noqa: E731
+        info = lambda: api.dataset_info(a.dataset)  # noqa: E731
     try:
-        api.create_repo(dataset, repo_type="dataset", private=True, exist_ok=True)
-        info = api.dataset_info(dataset)
+        create()
+        private = info().private
     except HfHubHTTPError as e:
-        raise Fail(explain(e, f"backup dataset {dataset}"))
-    if not info.private:
-        raise Fail(f"backup dataset {dataset} is public and backups hold credentials: make it private in its settings, or pick another with --dataset")
-
-
-def ensure_bucket(api, bucket_id):
-    from huggingface_hub.utils import HfHubHTTPError
-
-    try:
-        api.create_bucket(bucket_id, private=True, exist_ok=True)
-        info = api.bucket_info(bucket_id)
-    except HfHubHTTPError as e:
-        raise Fail(explain(e, f"backup bucket {bucket_id}"))
-    if not info.private:
-        raise Fail(f"backup bucket {bucket_id} is public and backups hold credentials: make it private in its settings, or pick another with --bucket")
+        raise Fail(explain(e, what))
+    if not private:
+        raise Fail(f"{what} is public and backups hold credentials: make it private in its settings, or pick another with {flag}")
 
 
 def set_store_variable(api, a):
@@ -228,10 +225,7 @@ def deploy(a):
         raise Fail("no Hugging Face token: export HF_TOKEN=hf_... (write access) or run `hf auth login`")
     api = HfApi(token=hf_token)
     created = check_space(api, a.space, a.public) is None
-    if a.bucket:
-        ensure_bucket(api, a.bucket_id)
-    else:
-        ensure_dataset(api, a.dataset)
+    ensure_private_store(api, a)
     if created:
         create_space(api, a.space, a.public)
     generated = set_settings(api, a, hf_token)

@@ -4,7 +4,7 @@
 //! folder is still chosen as before.
 //!
 //! Mounting needs root and `/dev/fuse` (scripts/e2e-deps.sh installs bindfs): without them the
-//! FUSE tests say SKIP and pass, like the namespace tests.
+//! FUSE tests say SKIP and pass, like the namespace tests, except under `CI`, where they fail.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,27 +20,25 @@ impl Fuse {
     /// Mount, or None (with a SKIP line saying why) when this machine cannot.
     fn mount(src: &Path, mnt: &Path) -> Option<Fuse> {
         if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("SKIP: not root, cannot mount a FUSE filesystem");
-            return None;
+            return skip("not root, cannot mount a FUSE filesystem");
         }
         if !Path::new("/dev/fuse").exists() {
-            eprintln!("SKIP: no /dev/fuse here");
-            return None;
+            return skip("no /dev/fuse here");
         }
         fs::create_dir_all(src).unwrap();
         fs::create_dir_all(mnt).unwrap();
         match Command::new("bindfs").arg(src).arg(mnt).output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
-                    "SKIP: bindfs failed: {}",
+                return skip(&format!(
+                    "bindfs failed: {}",
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
-                return None;
+                ));
             }
             Err(e) => {
-                eprintln!("SKIP: bindfs not installed ({e}); scripts/e2e-deps.sh installs it");
-                return None;
+                return skip(&format!(
+                    "bindfs not installed ({e}); scripts/e2e-deps.sh installs it"
+                ));
             }
         }
         let fuse = Fuse {
@@ -72,6 +70,45 @@ impl Drop for Fuse {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         }
     }
+}
+
+/// No mount here: a SKIP line, except under `CI`, which runs as root with bindfs installed
+/// (scripts/test.sh runs scripts/e2e-deps.sh), so a skip there would hide a failure.
+fn skip(why: &str) -> Option<Fuse> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot mount bindfs under CI: {why}"
+    );
+    eprintln!("SKIP: {why}");
+    None
+}
+
+/// A bindfs mount `mnt` of `src`, and a local `home`, in one temp dir. Fields drop in order:
+/// the mount goes before the folder under it.
+struct Mounted {
+    _fuse: Fuse,
+    t: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+    home: PathBuf,
+}
+
+fn mounted() -> Option<Mounted> {
+    let t = tempfile::tempdir().unwrap();
+    let (src, mnt, home) = (
+        t.path().join("src"),
+        t.path().join("mnt"),
+        t.path().join("home"),
+    );
+    let fuse = Fuse::mount(&src, &mnt)?;
+    fs::create_dir_all(&home).unwrap();
+    Some(Mounted {
+        _fuse: fuse,
+        t,
+        src,
+        mnt,
+        home,
+    })
 }
 
 /// `entrypoint ARGS` with a clean environment: data dir candidate `data`, `$HOME` `home`.
@@ -111,18 +148,12 @@ fn dot_openclaw_entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
-    let t = tempfile::tempdir().unwrap();
-    let (src, mnt, home) = (
-        t.path().join("src"),
-        t.path().join("mnt"),
-        t.path().join("home"),
-    );
-    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+    let Some(m) = mounted() else {
         return;
     };
-    fs::create_dir_all(&home).unwrap();
+    let (t, src, mnt, home) = (&m.t, &m.src, &m.mnt, &m.home);
     let mark = t.path().join("openclaw_home");
-    let log = run_child(&mnt, &home, &mark, &[]);
+    let log = run_child(mnt, home, &mark, &[]);
 
     assert_eq!(
         fs::read_to_string(&mark).unwrap(),
@@ -134,9 +165,9 @@ fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
         "hello\n"
     );
     assert!(
-        dot_openclaw_entries(&mnt).is_empty(),
+        dot_openclaw_entries(mnt).is_empty(),
         "{:?}",
-        dot_openclaw_entries(&mnt)
+        dot_openclaw_entries(mnt)
     );
     // One line says what was found and what was chosen.
     let line: Vec<&str> = log.lines().filter(|l| l.contains("data dir:")).collect();
@@ -158,7 +189,7 @@ fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
     assert!(versions[0].path().join("latest_backup.sha256").is_file());
 
     // `restore --list` and `status` find that store without being told.
-    let out = entrypoint(&mnt, &home, &[], &["restore", "--list", "--json"]);
+    let out = entrypoint(mnt, home, &[], &["restore", "--list", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -166,7 +197,7 @@ fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
     );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    let out = entrypoint(&mnt, &home, &[], &["status", "--json"]);
+    let out = entrypoint(mnt, home, &[], &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         status["data_dir"]["network_backup_dir"].as_str(),
@@ -180,7 +211,7 @@ fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
     // A fresh home restores from the mount's backup.
     let home2 = t.path().join("home2");
     fs::create_dir_all(&home2).unwrap();
-    let out = entrypoint(&mnt, &home2, &[], &["restore"]);
+    let out = entrypoint(mnt, &home2, &[], &["restore"]);
     assert!(
         out.status.success(),
         "{}",
@@ -190,25 +221,19 @@ fn a_fuse_candidate_keeps_live_state_off_the_mount_and_takes_the_backups() {
         fs::read_to_string(home2.join(".openclaw/state.txt")).unwrap(),
         "hello\n"
     );
-    assert!(dot_openclaw_entries(&mnt).is_empty());
+    assert!(dot_openclaw_entries(mnt).is_empty());
 }
 
 #[test]
 fn the_opt_in_keeps_live_state_on_the_mount() {
-    let t = tempfile::tempdir().unwrap();
-    let (src, mnt, home) = (
-        t.path().join("src"),
-        t.path().join("mnt"),
-        t.path().join("home"),
-    );
-    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+    let Some(m) = mounted() else {
         return;
     };
-    fs::create_dir_all(&home).unwrap();
+    let (t, src, mnt, home) = (&m.t, &m.src, &m.mnt, &m.home);
     let mark = t.path().join("openclaw_home");
     let log = run_child(
-        &mnt,
-        &home,
+        mnt,
+        home,
         &mark,
         &[("ENTRYPOINT_UNSAFE_LIVE_STATE_ON_NETWORK_FS", "1")],
     );
@@ -250,22 +275,17 @@ fn a_plain_folder_is_still_the_data_dir() {
 /// a fresh home restores the version before it, whole.
 #[test]
 fn backups_on_the_mount_survive_lost_links_and_a_torn_newest_version() {
-    let t = tempfile::tempdir().unwrap();
-    let (src, mnt, home) = (
-        t.path().join("src"),
-        t.path().join("mnt"),
-        t.path().join("home"),
-    );
-    let Some(_fuse) = Fuse::mount(&src, &mnt) else {
+    let Some(m) = mounted() else {
         return;
     };
+    let (t, src, mnt, home) = (&m.t, &m.src, &m.mnt, &m.home);
     let state = home.join(".openclaw");
     fs::create_dir_all(&state).unwrap();
     for round in 1..=5 {
         fs::write(state.join("round.txt"), format!("round {round}\n")).unwrap();
         // Enough bytes that a torn copy is visibly torn.
         fs::write(state.join("blob.bin"), vec![round as u8; 200_000]).unwrap();
-        let out = entrypoint(&mnt, &home, &[("ENTRYPOINT_BACKUP_KEEP", "3")], &["backup"]);
+        let out = entrypoint(mnt, home, &[("ENTRYPOINT_BACKUP_KEEP", "3")], &["backup"]);
         assert!(
             out.status.success(),
             "backup {round}: {}",
@@ -292,7 +312,7 @@ fn backups_on_the_mount_survive_lost_links_and_a_torn_newest_version() {
 
     let home2 = t.path().join("home2");
     fs::create_dir_all(&home2).unwrap();
-    let out = entrypoint(&mnt, &home2, &[], &["restore"]);
+    let out = entrypoint(mnt, &home2, &[], &["restore"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert_eq!(
